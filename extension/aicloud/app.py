@@ -1,0 +1,120 @@
+"""The standalone home of the job service: a Jupyter server extension."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Int, List, Unicode, default, validate
+
+from aicloud._version import __version__
+from aicloud.backends import Backend
+from aicloud.handlers import default_handlers
+from aicloud.manager import JobManager
+from aicloud.store import JobStore, make_engine, migrate
+
+BACKEND_GROUP = "aicloud.backends"
+
+
+def load_backend_class(name: str) -> type[Backend]:
+    """The backend class registered under ``name`` in the ``aicloud.backends`` group."""
+    found = entry_points(group=BACKEND_GROUP, name=name)
+    if not found:
+        known = ", ".join(sorted(ep.name for ep in entry_points(group=BACKEND_GROUP)))
+        raise ValueError(f"unknown aicloud backend {name!r}; installed: {known}")
+    return next(iter(found)).load()
+
+
+class AICloudApp(ExtensionApp):
+    """Hosts the job service inside a Jupyter server (JupyterLab on a laptop, or a hub user)."""
+
+    name = "aicloud"
+    description = "aicloud: training, inference and notebook jobs launched from notebooks."
+    version = __version__
+    load_other_extensions = True
+
+    data_dir = Unicode(
+        config=True,
+        help="Where aicloud keeps its database and run directories "
+        "(default: <jupyter data dir>/aicloud).",
+    )
+    db_url = Unicode(
+        config=True,
+        help="SQLAlchemy URL of the job store: sqlite:///... (default, under data_dir) or "
+        "postgresql://user@host/db for a store shared by several servers.",
+    )
+    backends = List(
+        Unicode(),
+        default_value=["local"],
+        config=True,
+        help="Backends to enable, by their name in the 'aicloud.backends' entry-point group.",
+    )
+    max_body_bytes = Int(
+        1024 * 1024, config=True, help="Largest request body the REST API accepts, in bytes."
+    )
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return os.path.join(jupyter_data_dir(), "aicloud")
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return "sqlite:///" + os.path.join(self.data_dir, "aicloud.db")
+
+    @validate("backends")
+    def _check_backends(self, proposal):
+        for name in proposal["value"]:
+            load_backend_class(name)
+        return proposal["value"]
+
+    def initialize_settings(self) -> None:
+        """Open (and migrate) the store, build the backends and the job manager."""
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        engine = make_engine(self.db_url)
+        migrate(engine)
+        backends = {name: load_backend_class(name)(parent=self) for name in self.backends}
+        manager = JobManager(
+            parent=self,
+            backends=backends,
+            service_env=self._service_env(),
+            store=JobStore(engine),
+            root_dir=str(Path(self.serverapp.root_dir).expanduser()),
+            runs_dir=os.path.join(self.data_dir, "runs"),
+            log=self.log,
+        )
+        self.settings.update(
+            aicloud_manager=manager,
+            aicloud_owner=getpass.getuser(),
+            aicloud_mode="standalone",
+            aicloud_max_body_bytes=self.max_body_bytes,
+        )
+        self.log.info(
+            "aicloud %s: store %s, backends %s",
+            __version__,
+            engine.url.render_as_string(hide_password=True),
+            ", ".join(backends),
+        )
+
+    def _service_env(self) -> dict[str, str]:
+        """Variables that let a job (a scheduled notebook, say) call this service back."""
+        env = {"AICLOUD_URL": self.serverapp.connection_url}
+        token = getattr(self.serverapp.identity_provider, "token", "")
+        if token:
+            env["AICLOUD_TOKEN"] = token
+        return env
+
+    def initialize_handlers(self) -> None:
+        """Register the REST API."""
+        self.handlers.extend(default_handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:
+        """Start following jobs once the server's event loop runs."""
+        self.settings["aicloud_manager"].start()
+
+    async def stop_extension(self) -> None:
+        """Stop following jobs; the jobs themselves keep running."""
+        await self.settings["aicloud_manager"].stop()

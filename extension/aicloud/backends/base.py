@@ -1,0 +1,68 @@
+"""The backend interface: where attempts run (this machine, a Kubernetes cluster)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from traitlets import Float
+from traitlets.config import LoggingConfigurable
+
+from aicloud.launchers import LaunchPlan
+
+
+@dataclass(frozen=True)
+class AttemptExit:
+    """How an attempt ended, as far as the backend can tell."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    terminated: bool = False
+    lost: bool = False
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Exit code 0 and no timeout."""
+        return self.exit_code == 0 and not self.timed_out and not self.lost
+
+
+class Backend(LoggingConfigurable):
+    """Base class of backends.
+
+    A backend runs :class:`~aicloud.launchers.LaunchPlan` objects and reports on them. It keeps
+    no state of its own that matters: everything needed to find an attempt again after a
+    restart of the service goes into the JSON-able ``handle`` that :meth:`start` returns, which
+    the job service stores with the attempt.
+
+    Override (all coroutines): :meth:`start`, :meth:`poll`, :meth:`cancel`. :meth:`describe`
+    reports what the backend offers, for the resources API.
+    """
+
+    name = "base"
+
+    cancel_grace_seconds = Float(
+        5.0,
+        config=True,
+        help="Seconds a cancelled or timed-out job gets between SIGTERM and SIGKILL.",
+    )
+
+    async def start(
+        self, plan: LaunchPlan, run_dir: Path, attempt: int, timeout_seconds: int | None
+    ) -> dict[str, Any]:
+        """Start one attempt; return the handle that finds it again."""
+        raise NotImplementedError
+
+    async def poll(self, handle: dict[str, Any]) -> AttemptExit | None:
+        """None while the attempt runs, else how it ended."""
+        raise NotImplementedError
+
+    async def cancel(self, handle: dict[str, Any]) -> None:
+        """Stop the attempt and everything it started; return when nothing is left."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """The backend's name and status for the resources API."""
+        return {"name": self.name, "available": True}

@@ -1,0 +1,154 @@
+"""The local backend: each attempt is a detached process group on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from aicloud.backends import supervise
+from aicloud.backends.base import AttemptExit, Backend
+from aicloud.launchers import LaunchPlan
+
+SUPERVISOR = Path(supervise.__file__)
+
+
+def _status_path(run_dir: Path, attempt: int) -> Path:
+    return run_dir / f"attempt-{attempt}.status.json"
+
+
+def _read_status(path: Path) -> AttemptExit | None:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return AttemptExit(
+        exit_code=data.get("exit_code"),
+        signal=data.get("signal"),
+        timed_out=bool(data.get("timed_out")),
+        terminated=bool(data.get("terminated")),
+        error=data.get("error"),
+    )
+
+
+def find_process(handle: dict[str, Any]) -> psutil.Process | None:
+    """The attempt's supervisor if it is still alive: same pid *and* same start time."""
+    try:
+        process = psutil.Process(handle["pid"])
+        if abs(process.create_time() - handle["create_time"]) > 0.01:
+            return None  # the pid was reused by an unrelated process
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return process
+    except (psutil.NoSuchProcess, KeyError):
+        return None
+
+
+class LocalBackend(Backend):
+    """Runs attempts under a small supervisor, in their own session.
+
+    The supervisor survives a restart (or a crash) of the server, writes an attempt's exit
+    status to the run directory, enforces the timeout and leaves no process behind.
+    """
+
+    name = "local"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._children: dict[int, subprocess.Popen] = {}
+
+    async def start(
+        self, plan: LaunchPlan, run_dir: Path, attempt: int, timeout_seconds: int | None
+    ) -> dict[str, Any]:
+        """Start the supervisor with the plan's argv; return pid, start time and paths."""
+        log = run_dir / "output.log"
+        status = _status_path(run_dir, attempt)
+        status.unlink(missing_ok=True)
+        banner = f"[aicloud] attempt {attempt}" if attempt > 1 else ""
+        argv = [
+            sys.executable,
+            "-I",
+            "-S",
+            str(SUPERVISOR),
+            "--log",
+            str(log),
+            "--status",
+            str(status),
+            "--timeout",
+            str(timeout_seconds or 0),
+            "--grace",
+            str(self.cancel_grace_seconds),
+            "--banner",
+            banner,
+            "--",
+            *plan.argv,
+        ]
+        with open(run_dir / "supervisor.log", "ab") as supervisor_log:
+            child = subprocess.Popen(
+                argv,
+                cwd=plan.cwd,
+                env=plan.env,
+                stdin=subprocess.DEVNULL,
+                stdout=supervisor_log,
+                stderr=supervisor_log,
+                start_new_session=True,
+            )
+        self._children[child.pid] = child
+        create_time = psutil.Process(child.pid).create_time()
+        return {
+            "pid": child.pid,
+            "create_time": create_time,
+            "status_file": str(status),
+            "log": str(log),
+        }
+
+    def _reap(self, pid: int) -> None:
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            del self._children[pid]
+
+    async def poll(self, handle: dict[str, Any]) -> AttemptExit | None:
+        """Read the status file; a supervisor gone without one means the attempt was lost."""
+        self._reap(handle["pid"])
+        status = _read_status(Path(handle["status_file"]))
+        if status is not None:
+            return status
+        if find_process(handle) is not None:
+            return None
+        # The supervisor may have written its status between the two looks.
+        status = _read_status(Path(handle["status_file"]))
+        if status is not None:
+            return status
+        return AttemptExit(lost=True, error="the attempt's supervisor ended without a status")
+
+    async def cancel(self, handle: dict[str, Any]) -> None:
+        """SIGTERM to the group, SIGKILL after the grace period to all that is left."""
+        process = find_process(handle)
+        if process is None:
+            self._reap(handle["pid"])
+            return
+        try:
+            victims = [process, *process.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            victims = [process]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        gone_or_alive = await asyncio.to_thread(
+            psutil.wait_procs, victims, timeout=self.cancel_grace_seconds + 1
+        )
+        for survivor in gone_or_alive[1]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                survivor.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await asyncio.to_thread(psutil.wait_procs, gone_or_alive[1], timeout=5)
+        self._reap(handle["pid"])

@@ -1,0 +1,1 @@
+"""The ``aicloud`` command line: for terminals, scripts and papermill batch runs."""

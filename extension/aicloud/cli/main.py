@@ -1,0 +1,266 @@
+"""``aicloud``: submit, list, show, logs, cancel, delete (each with ``--json`` and ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from aicloud.cli.format import job_summary, jobs_table
+from aicloud.client import AICloudClient, APIError, Connection, ServiceNotFound, discover
+from aicloud.spec import Framework, JobKind, JobStatus
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="aicloud", description="Launch and follow aicloud jobs from a terminal."
+    )
+    parser.add_argument("--url", help="service URL (default: discovered; see docs)")
+    parser.add_argument("--token", help="API token (default: discovered)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    submit = commands.add_parser(
+        "submit",
+        help="start a job",
+        description="Start a job. For kind 'command', everything after -- is the command; "
+        "for other kinds the first word is a script and the rest its arguments.",
+    )
+    submit.add_argument("--name")
+    submit.add_argument("--kind", choices=[k.value for k in JobKind], default="command")
+    submit.add_argument("--framework", choices=[f.value for f in Framework], default="none")
+    submit.add_argument("--module", "-m", help="run a Python module instead of a script")
+    submit.add_argument("--nodes", type=int)
+    submit.add_argument("--procs-per-node", type=int)
+    submit.add_argument("--gpus", type=int, help="accelerators per node")
+    submit.add_argument("--accelerator", help="e.g. nvidia.com/gpu (default with --gpus)")
+    submit.add_argument("--cpu", type=float)
+    submit.add_argument("--memory")
+    submit.add_argument("--profile")
+    submit.add_argument("--timeout", type=int, dest="timeout_seconds", metavar="SECONDS")
+    submit.add_argument("--max-retries", type=int)
+    submit.add_argument("--retry-interval-ms", type=int, dest="min_retry_interval_millis")
+    submit.add_argument("--retry-on-timeout", action="store_true", default=None)
+    submit.add_argument("--max-restarts", type=int)
+    submit.add_argument("--idempotency-token")
+    submit.add_argument(
+        "--env", "-e", type=_env_pair, action="append", default=[], metavar="NAME=VALUE"
+    )
+    submit.add_argument("--tag", action="append", default=[])
+    submit.add_argument("--cwd", help="working directory, relative to the server's root")
+    submit.add_argument("--backend")
+    submit.add_argument("--image")
+    submit.add_argument(
+        "--follow", "-f", action="store_true", help="follow the logs; exit with the job's outcome"
+    )
+    submit.add_argument("--wait", action="store_true", help="wait; exit with the job's outcome")
+    submit.add_argument("--json", action="store_true", help="print the job as JSON")
+    submit.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+
+    listing = commands.add_parser("list", help="list jobs", description="List jobs, newest first.")
+    listing.add_argument("--status", action="append", choices=[s.value for s in JobStatus])
+    listing.add_argument("--kind", choices=[k.value for k in JobKind])
+    listing.add_argument("--tag")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--json", action="store_true")
+
+    for name, text in (
+        ("show", "show one job"),
+        ("cancel", "cancel a job"),
+        ("delete", "delete a job that has ended"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub.add_argument("job_id", metavar="JOB")
+        sub.add_argument("--json", action="store_true")
+
+    logs = commands.add_parser("logs", help="print a job's log", description="Print a job's log.")
+    logs.add_argument("job_id", metavar="JOB")
+    logs.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
+    logs.add_argument("--rank", type=int)
+    logs.add_argument("--json", action="store_true", help="print {log, next_offset} as JSON")
+
+    for name, text in (("status", "show the service"), ("resources", "show CPUs, memory, GPUs")):
+        sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        sub.add_argument("--json", action="store_true")
+    return parser
+
+
+def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The job spec that ``aicloud submit`` sends."""
+    argv = list(args.argv)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    spec: dict[str, Any] = {"kind": args.kind, "framework": args.framework}
+    if args.module:
+        spec.update(module=args.module, args=[a for a in argv if a != "--"])
+    elif args.kind == "command":
+        spec["command"] = argv
+    elif argv:
+        if args.kind == "notebook":
+            spec["notebook"] = argv[0]
+        else:
+            spec["script"] = argv[0]
+            spec["args"] = [a for i, a in enumerate(argv[1:]) if not (i == 0 and a == "--")]
+    resources = {
+        key: getattr(args, key)
+        for key in ("nodes", "procs_per_node", "cpu", "memory", "profile")
+        if getattr(args, key) is not None
+    }
+    if args.gpus is not None:
+        resources["accelerator_count"] = args.gpus
+        resources["accelerator"] = args.accelerator or "nvidia.com/gpu"
+    elif args.accelerator:
+        resources["accelerator"] = args.accelerator
+    if resources:
+        spec["resources"] = resources
+    for key in (
+        "name",
+        "timeout_seconds",
+        "max_retries",
+        "min_retry_interval_millis",
+        "retry_on_timeout",
+        "max_restarts",
+        "idempotency_token",
+        "cwd",
+        "backend",
+        "image",
+    ):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    if args.env:
+        spec["env"] = dict(args.env)
+    if args.tag:
+        spec["tags"] = args.tag
+    return spec
+
+
+def _print_json(model: Any) -> None:
+    print(json.dumps(model, indent=2))
+
+
+def _follow(client: AICloudClient, job_id: str, rank: int | None = None) -> None:
+    out = sys.stdout.buffer
+    for chunk in client.follow_logs(job_id, rank=rank):
+        out.write(chunk)
+        out.flush()
+
+
+def _outcome(job: dict[str, Any]) -> int:
+    if job["status"] != "succeeded":
+        print(f"aicloud: job {job['id']} {job['status']}: {job['reason']}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _wait(client: AICloudClient, job_id: str) -> dict[str, Any]:
+    while True:
+        job = client.get(job_id)
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.5)
+
+
+def run(args: argparse.Namespace, client: AICloudClient) -> int:
+    """Carry out one parsed command; return the exit code."""
+    if args.command == "submit":
+        job = client.submit(spec_from_args(args))
+        if args.follow:
+            print(f"aicloud: job {job['id']} submitted", file=sys.stderr)
+            _follow(client, job["id"])
+            return _outcome(_wait(client, job["id"]))
+        if args.wait:
+            job = _wait(client, job["id"])
+        _print_json(job) if args.json else print(job["id"])
+        return _outcome(job) if args.wait else 0
+    if args.command == "list":
+        page = client.list(
+            status=args.status, kind=args.kind, tag=args.tag, limit=args.limit, offset=args.offset
+        )
+        if args.json:
+            _print_json(page)
+        else:
+            print(jobs_table(page["jobs"]))
+            if page["next_offset"] is not None:
+                print(f"... {page['total']} jobs; next page: --offset {page['next_offset']}")
+        return 0
+    if args.command == "show":
+        job = client.get(args.job_id)
+        _print_json(job) if args.json else print(job_summary(job))
+        return 0
+    if args.command == "cancel":
+        job = client.cancel(args.job_id)
+        _print_json(job) if args.json else print(f"{job['id']} {job['status']}")
+        return 0
+    if args.command == "delete":
+        client.delete(args.job_id)
+        _print_json({"id": args.job_id, "deleted": True}) if args.json else print(
+            f"{args.job_id} deleted"
+        )
+        return 0
+    if args.command == "logs":
+        if args.follow:
+            _follow(client, args.job_id, args.rank)
+            return 0
+        data, next_offset = client.logs(args.job_id, rank=args.rank)
+        if args.json:
+            _print_json({"log": data.decode(errors="replace"), "next_offset": next_offset})
+        else:
+            sys.stdout.buffer.write(data)
+        return 0
+    model = client.status() if args.command == "status" else client.resources()
+    if args.json or args.command == "resources":
+        _print_json(model)
+    else:
+        print(
+            f"aicloud {model['version']} ({model['mode']}) at {client.connection.url}"
+            f" for {model['user']}; backends: {', '.join(model['backends'])}"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``aicloud`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "submit" and not args.module and not [a for a in args.argv if a != "--"]:
+        parser.error("submit: nothing to run; give a command after --")
+    try:
+        if args.url:
+            connection = Connection(args.url, args.token or "", "--url")
+        else:
+            connection = discover()
+            if args.token:
+                connection = Connection(connection.url, args.token, connection.source)
+        with AICloudClient(connection) as client:
+            return run(args, client)
+    except APIError as e:
+        print(f"aicloud: error: {e.message} (HTTP {e.status})", file=sys.stderr)
+        return EXIT_FAILED
+    except ServiceNotFound as e:
+        print(f"aicloud: {e}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except httpx.TransportError as e:
+        print(f"aicloud: cannot reach the service: {e}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

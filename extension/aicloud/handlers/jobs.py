@@ -1,0 +1,147 @@
+"""REST handlers for jobs: create, list, get, cancel, delete, logs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from aicloud.handlers.base import AICloudHandler
+from aicloud.models import job_model
+from aicloud.spec import JobKind, JobSpec, JobStatus
+
+JOB_ID = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
+API = "/aicloud/api/v1"
+LOG_CHUNK = 64 * 1024
+FOLLOW_INTERVAL = 0.1
+
+
+class JobCollectionHandler(AICloudHandler):
+    """``/jobs``: list (filtered, paginated) and create."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        """A page of jobs, newest first."""
+        statuses = self.get_query_arguments("status")
+        for status in statuses:
+            if status not in JobStatus.__members__:
+                allowed = ", ".join(JobStatus.__members__)
+                raise web.HTTPError(400, f"status: {status!r} is not one of {allowed}")
+        kind = self.get_query_argument("kind", None)
+        if kind is not None and kind not in JobKind.__members__:
+            raise web.HTTPError(
+                400, f"kind: {kind!r} is not one of {', '.join(JobKind.__members__)}"
+            )
+        tag = self.get_query_argument("tag", None)
+        limit = self.int_argument("limit", 50, 1, 500)
+        offset = self.int_argument("offset", 0, 0, 10**9)
+        page = self.manager.list(
+            self.owner, statuses=statuses, kind=kind, tag=tag, limit=limit, offset=offset
+        )
+        next_offset = offset + len(page.items)
+        self.write_json(
+            {
+                "jobs": [job_model(job) for job in page.items],
+                "total": page.total,
+                "offset": offset,
+                "limit": limit,
+                "next_offset": next_offset if next_offset < page.total else None,
+            }
+        )
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        """Create a job: 201 with its model and a Location header."""
+        spec = self.parse(JobSpec, self.json_body())
+        job = self.manager.submit(spec, self.owner)
+        location = url_path_join(self.base_url, API, "jobs", job.id)
+        self.set_header("Location", location)
+        self.write_json(job_model(job), status=201)
+
+
+class JobHandler(AICloudHandler):
+    """``/jobs/{id}``: get and delete."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str):
+        """One job."""
+        self.write_json(job_model(self.manager.get(job_id, self.owner)))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id: str):
+        """Delete a job that has ended: 204."""
+        self.manager.delete(job_id, self.owner)
+        self.set_status(204)
+        self.finish()
+
+
+class JobCancelHandler(AICloudHandler):
+    """``/jobs/{id}/cancel``."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str):
+        """Cancel a job; answers once none of its processes is left."""
+        job = await self.manager.cancel(job_id, self.owner)
+        self.write_json(job_model(job))
+
+
+class JobLogsHandler(AICloudHandler):
+    """``/jobs/{id}/logs``: bytes from an offset, or a chunked stream with ``follow``."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str):
+        """The log as plain text; ``X-Aicloud-Next-Offset`` says where to continue."""
+        job = self.manager.get(job_id, self.owner)
+        offset = self.int_argument("offset", 0, 0, 2**62)
+        limit = self.int_argument("limit", 1024 * 1024, 1, 16 * 1024 * 1024)
+        rank = self.get_query_argument("rank", None)
+        if rank is not None:
+            rank = self.int_argument("rank", 0, 0, 1_000_000)
+        follow = self.bool_argument("follow")
+        self.manager.log_path(job, rank)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        if not follow:
+            data = self.manager.read_log(job, offset, limit, rank)
+            self.set_header("X-Aicloud-Next-Offset", str(offset + len(data)))
+            self.set_header("X-Aicloud-Job-Status", job.status)
+            self.finish(data, set_content_type="text/plain; charset=utf-8")
+            return
+        await self._follow(job_id, offset, rank)
+
+    async def _follow(self, job_id: str, offset: int, rank: int | None) -> None:
+        self.set_header("X-Accel-Buffering", "no")
+        while True:
+            job = self.manager.get(job_id, self.owner)
+            ended = JobStatus(job.status).terminal
+            data = self.manager.read_log(job, offset, LOG_CHUNK, rank)
+            try:
+                if data:
+                    offset += len(data)
+                    self.write(data)
+                    await self.flush()
+                    continue
+                if ended:
+                    break
+                await self.flush()
+            except StreamClosedError:
+                return
+            await asyncio.sleep(FOLLOW_INTERVAL)
+        self.finish(set_content_type="text/plain; charset=utf-8")
+
+
+default_handlers = [
+    (rf"{API}/jobs", JobCollectionHandler),
+    (rf"{API}/jobs/{JOB_ID}", JobHandler),
+    (rf"{API}/jobs/{JOB_ID}/cancel", JobCancelHandler),
+    (rf"{API}/jobs/{JOB_ID}/logs", JobLogsHandler),
+]

@@ -1,0 +1,25 @@
+"""Launchers, one per job kind (and framework): the plug point for new kinds of work."""
+
+from __future__ import annotations
+
+from aicloud.errors import InvalidSpec
+from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan
+from aicloud.launchers.command import CommandLauncher
+from aicloud.spec import JobSpec
+
+LAUNCHERS: tuple[type[Launcher], ...] = (CommandLauncher,)
+
+
+def launcher_for(spec: JobSpec) -> Launcher:
+    """The launcher that runs ``spec``, or :class:`InvalidSpec` naming ``kind``."""
+    for launcher_class in LAUNCHERS:
+        if launcher_class.supports(spec):
+            return launcher_class()
+    raise InvalidSpec(
+        "kind",
+        f"no launcher for kind {spec.kind.value!r} with framework {spec.framework.value!r}"
+        " on this service yet",
+    )
+
+
+__all__ = ["LAUNCHERS", "LaunchContext", "LaunchPlan", "Launcher", "launcher_for"]

@@ -1,0 +1,392 @@
+"""The job manager: the one place where jobs change state.
+
+It validates and stores new jobs, hands queued ones to their backend, follows running attempts,
+applies the retry policy, and cancels. Starting and finishing are claimed with conditional
+updates in the database, so two servers sharing a store never run an attempt twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+from traitlets import Float, Instance, Unicode
+from traitlets.config import LoggingConfigurable
+
+from aicloud.backends import AttemptExit, Backend
+from aicloud.errors import InvalidSpec, JobConflict, JobNotFound, LogsNotFound
+from aicloud.launchers import LaunchContext, launcher_for
+from aicloud.spec import ACTIVE_STATUSES, JobSpec, JobStatus, ReasonCode
+from aicloud.store import Attempt, DuplicateIdempotencyToken, Job, JobStore, utcnow
+
+LOG_NAME = "output.log"
+
+
+def new_job_id() -> str:
+    """A short, unguessable job id."""
+    return "job-" + uuid.uuid4().hex[:12]
+
+
+def classify(outcome: AttemptExit, timeout_seconds: int | None) -> tuple[ReasonCode, str]:
+    """Turn an attempt's end into a reason code and a sentence."""
+    if outcome.lost:
+        return ReasonCode.infrastructure, outcome.error or "the attempt was lost"
+    if outcome.timed_out:
+        return ReasonCode.timeout, f"timed out after {timeout_seconds} s"
+    if outcome.error:
+        return ReasonCode.user_error, outcome.error
+    if outcome.signal is not None:
+        if outcome.signal == 9:
+            return ReasonCode.infrastructure, "killed by SIGKILL (out of memory, or by hand)"
+        return ReasonCode.user_error, f"killed by signal {outcome.signal}"
+    if outcome.exit_code == 0:
+        return ReasonCode.succeeded, "exited with code 0"
+    return ReasonCode.user_error, f"exited with code {outcome.exit_code}"
+
+
+class JobManager(LoggingConfigurable):
+    """Owns the life of every job. Handlers, the scheduler and tests all go through it."""
+
+    store = Instance(JobStore)
+    root_dir = Unicode(help="Directory that job working directories must stay inside.")
+    runs_dir = Unicode(help="Directory holding one run directory per job.")
+    poll_interval = Float(
+        0.2, config=True, help="Seconds between looks at running attempts and the queue."
+    )
+
+    def __init__(self, backends: dict[str, Backend], service_env: dict[str, str], **kwargs):
+        super().__init__(**kwargs)
+        self.backends = backends
+        self.service_env = service_env
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._busy: set[str] = set()  # jobs being started or cancelled by this process
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start following jobs; jobs that ran before a restart are picked up again."""
+        Path(self.runs_dir).mkdir(parents=True, exist_ok=True)
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name="aicloud-job-manager")
+
+    async def stop(self) -> None:
+        """Stop following jobs. Running jobs keep running and are re-attached next start."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                self.log.exception("aicloud: error while following jobs")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            self._wake.clear()
+
+    async def tick(self) -> None:
+        """Start due queued jobs and collect ended attempts."""
+        now = utcnow()
+        for job in self.store.active_jobs(s.value for s in ACTIVE_STATUSES):
+            if job.id in self._busy:
+                continue
+            if job.status == JobStatus.queued:
+                if job.not_before is None or job.not_before <= now:
+                    await self._launch(job)
+            else:
+                await self._check(job)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def resolve_cwd(self, spec: JobSpec) -> Path:
+        """The job's working directory, refused if it leaves the root directory."""
+        root = Path(self.root_dir).resolve()
+        if spec.cwd is None:
+            return root
+        if os.path.isabs(spec.cwd):
+            raise InvalidSpec("cwd", "must be relative to the server's root directory")
+        cwd = (root / spec.cwd).resolve()
+        if cwd != root and root not in cwd.parents:
+            raise InvalidSpec("cwd", "must stay inside the server's root directory")
+        if not cwd.is_dir():
+            raise InvalidSpec("cwd", f"{spec.cwd!r} is not a directory")
+        return cwd
+
+    def submit(self, spec: JobSpec, owner: str) -> Job:
+        """Validate and store a job; it starts on the next tick (right away)."""
+        if spec.backend not in self.backends:
+            raise InvalidSpec(
+                "backend",
+                f"{spec.backend!r} is not enabled here; enabled: "
+                + ", ".join(sorted(self.backends)),
+            )
+        cwd = self.resolve_cwd(spec)
+        launcher_for(spec).validate(spec, cwd)
+        job_id = new_job_id()
+        run_dir = Path(self.runs_dir) / job_id
+        job = Job(
+            id=job_id,
+            name=spec.name,
+            owner=owner,
+            kind=spec.kind.value,
+            framework=spec.framework.value,
+            backend=spec.backend,
+            status=JobStatus.queued.value,
+            spec=spec.model_dump(mode="json", exclude_defaults=True),
+            idempotency_token=spec.idempotency_token,
+            created_at=utcnow(),
+            run_dir=str(run_dir),
+            attempt_count=0,
+        )
+        try:
+            self.store.add_job(job, tags=spec.tags)
+        except DuplicateIdempotencyToken as e:
+            raise JobConflict(f"idempotency_token: already used by job {e.job_id}") from None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._wake.set()
+        return job
+
+    def get(self, job_id: str, owner: str | None) -> Job:
+        """The job, if it exists and ``owner`` (None: anyone) may see it."""
+        job = self.store.get_job(job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            raise JobNotFound(job_id)
+        return job
+
+    def list(self, owner: str | None, **filters):
+        """A page of jobs visible to ``owner``; see :meth:`JobStore.list_jobs`."""
+        return self.store.list_jobs(owner=owner, **filters)
+
+    async def cancel(self, job_id: str, owner: str | None) -> Job:
+        """Cancel a job; returns once no process of it is left."""
+        job = self.get(job_id, owner)
+        if JobStatus(job.status).terminal:
+            raise JobConflict(f"job {job_id} is already {job.status}")
+        if job.id in self._busy:
+            raise JobConflict(f"job {job_id} is being started or cancelled; try again")
+        self._busy.add(job.id)
+        try:
+            job = self.get(job_id, owner)
+            attempt = job.attempts[-1] if job.attempts else None
+            if attempt is not None and attempt.status in (JobStatus.running, JobStatus.starting):
+                backend = self.backends[job.backend]
+                if attempt.handle:
+                    await backend.cancel(attempt.handle)
+                self.store.update_attempt(
+                    job.id,
+                    attempt.number,
+                    {},
+                    status=JobStatus.cancelled.value,
+                    finished_at=utcnow(),
+                    reason_code=ReasonCode.cancelled.value,
+                    reason="cancelled by request",
+                )
+            return self.store.update_job(
+                job.id,
+                status=JobStatus.cancelled.value,
+                reason_code=ReasonCode.cancelled.value,
+                reason="cancelled by request",
+                finished_at=utcnow(),
+                not_before=None,
+            )
+        finally:
+            self._busy.discard(job.id)
+
+    def delete(self, job_id: str, owner: str | None) -> None:
+        """Delete a job that has ended, with its run directory."""
+        job = self.get(job_id, owner)
+        if not JobStatus(job.status).terminal:
+            raise JobConflict(f"job {job_id} is {job.status}; cancel it before deleting it")
+        self.store.delete_job(job.id)
+        if job.run_dir:
+            shutil.rmtree(job.run_dir, ignore_errors=True)
+
+    def log_path(self, job: Job, rank: int | None = None) -> Path:
+        """The log file of a job (ranks arrive with the distributed launchers)."""
+        if rank not in (None, 0):
+            raise LogsNotFound(f"job {job.id} has no rank {rank}")
+        return Path(job.run_dir) / LOG_NAME
+
+    def read_log(self, job: Job, offset: int, limit: int, rank: int | None = None) -> bytes:
+        """Up to ``limit`` bytes of the job's log from byte ``offset``."""
+        path = self.log_path(job, rank)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(limit)
+        except FileNotFoundError:
+            return b""
+
+    # -- state changes ------------------------------------------------------------------------
+
+    def _claim(self, job: Job) -> bool:
+        """Move a queued job to starting, unless another server got there first."""
+        with self.store.session() as session:
+            result = session.execute(
+                update(Job)
+                .where(
+                    Job.id == job.id,
+                    Job.status == JobStatus.queued.value,
+                    Job.attempt_count == job.attempt_count,
+                )
+                .values(
+                    status=JobStatus.starting.value,
+                    attempt_count=job.attempt_count + 1,
+                    started_at=job.started_at or utcnow(),
+                    not_before=None,
+                )
+            )
+            session.commit()
+            return result.rowcount == 1
+
+    def job_env(self, job: Job, spec: JobSpec, attempt: int) -> dict[str, str]:
+        """The environment of a job's processes: the server's, the user's, then aicloud's."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+        env.update(self.service_env)
+        env.update(
+            AICLOUD_JOB_ID=job.id,
+            AICLOUD_RUN_DIR=str(job.run_dir),
+            AICLOUD_ATTEMPT=str(attempt),
+        )
+        return env
+
+    async def _launch(self, job: Job) -> None:
+        if not self._claim(job):
+            return
+        number = job.attempt_count + 1
+        self._busy.add(job.id)
+        try:
+            self.store.add_attempt(
+                job.id, Attempt(number=number, status=JobStatus.starting.value, handle={})
+            )
+            spec = JobSpec.model_validate(job.spec)
+            run_dir = Path(job.run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                cwd = self.resolve_cwd(spec)
+                plan = launcher_for(spec).plan(
+                    spec,
+                    LaunchContext(
+                        job_id=job.id,
+                        attempt=number,
+                        run_dir=run_dir,
+                        cwd=cwd,
+                        env=self.job_env(job, spec, number),
+                    ),
+                )
+                handle = await self.backends[job.backend].start(
+                    plan, run_dir, number, spec.timeout_seconds
+                )
+            except InvalidSpec as e:
+                self._end_attempt(job.id, number, spec, ReasonCode.user_error, e.message)
+                return
+            except Exception as e:
+                self.log.exception("aicloud: cannot start attempt %s of %s", number, job.id)
+                self._end_attempt(
+                    job.id, number, spec, ReasonCode.infrastructure, f"cannot start: {e}"
+                )
+                return
+            self.store.update_attempt(
+                job.id,
+                number,
+                {"status": JobStatus.running.value},
+                status=JobStatus.running.value,
+                handle=handle,
+            )
+        finally:
+            self._busy.discard(job.id)
+
+    async def _check(self, job: Job) -> None:
+        attempt = job.attempts[-1] if job.attempts else None
+        spec = JobSpec.model_validate(job.spec)
+        if attempt is None or not attempt.handle:
+            # Started by a server that died before it recorded the process.
+            number = attempt.number if attempt else job.attempt_count
+            if attempt is None:
+                self.store.add_attempt(
+                    job.id, Attempt(number=number, status=JobStatus.starting.value, handle={})
+                )
+            self._end_attempt(
+                job.id,
+                number,
+                spec,
+                ReasonCode.infrastructure,
+                "the service stopped while starting",
+            )
+            return
+        outcome = await self.backends[job.backend].poll(attempt.handle)
+        if outcome is None:
+            return
+        code, reason = classify(outcome, spec.timeout_seconds)
+        self._end_attempt(job.id, attempt.number, spec, code, reason, outcome.exit_code)
+
+    def _end_attempt(
+        self,
+        job_id: str,
+        number: int,
+        spec: JobSpec,
+        code: ReasonCode,
+        reason: str,
+        exit_code: int | None = None,
+    ) -> None:
+        """Record an attempt's end; queue a retry or end the job, per the policy."""
+        now = utcnow()
+        attempt_status = JobStatus.succeeded if code is ReasonCode.succeeded else JobStatus.failed
+        retry = (
+            code is not ReasonCode.succeeded
+            and number <= spec.max_retries
+            and (code is not ReasonCode.timeout or spec.retry_on_timeout)
+        )
+        if retry:
+            job_fields = {
+                "status": JobStatus.queued.value,
+                "reason_code": code.value,
+                "reason": f"attempt {number} {reason}; retrying",
+                "not_before": now + timedelta(milliseconds=spec.min_retry_interval_millis),
+                "exit_code": exit_code,
+            }
+        else:
+            job_fields = {
+                "status": attempt_status.value,
+                "reason_code": code.value,
+                "reason": reason if number == 1 else f"attempt {number} {reason}",
+                "finished_at": now,
+                "exit_code": exit_code,
+            }
+        with self.store.session() as session:
+            claimed = session.execute(
+                update(Attempt)
+                .where(
+                    Attempt.job_id == job_id,
+                    Attempt.number == number,
+                    Attempt.status.in_([JobStatus.starting.value, JobStatus.running.value]),
+                )
+                .values(
+                    status=attempt_status.value,
+                    finished_at=now,
+                    exit_code=exit_code,
+                    reason_code=code.value,
+                    reason=reason,
+                )
+            )
+            if claimed.rowcount != 1:
+                session.rollback()
+                return  # another server, or a cancel, ended it first
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_([s.value for s in ACTIVE_STATUSES]))
+                .values(**job_fields)
+            )
+            session.commit()
+        if retry:
+            self._wake.set()

@@ -1,0 +1,111 @@
+"""What this machine offers: CPU, memory, GPUs (NVML or nvidia-smi) and TPUs (environment)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+from typing import Any
+
+import psutil
+
+NVIDIA_SMI_QUERY = "index,name,uuid,memory.total,memory.used,utilization.gpu"
+TPU_ENV = ("TPU_ACCELERATOR_TYPE", "TPU_WORKER_ID", "TPU_WORKER_HOSTNAMES", "TPU_TOPOLOGY")
+
+
+def _gpus_from_nvml() -> list[dict[str, Any]] | None:
+    try:
+        import pynvml  # from nvidia-ml-py, an optional dependency
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    try:
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            device = pynvml.nvmlDeviceGetHandleByIndex(index)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(device)
+            name = pynvml.nvmlDeviceGetName(device)
+            gpus.append(
+                {
+                    "type": "nvidia.com/gpu",
+                    "index": index,
+                    "model": name.decode() if isinstance(name, bytes) else name,
+                    "uuid": pynvml.nvmlDeviceGetUUID(device),
+                    "memory_bytes": int(memory.total),
+                    "memory_used_bytes": int(memory.used),
+                    "utilization_percent": pynvml.nvmlDeviceGetUtilizationRates(device).gpu,
+                }
+            )
+        return gpus
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _gpus_from_nvidia_smi() -> list[dict[str, Any]]:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    gpus = []
+    for line in out.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 6:
+            continue
+        index, model, uuid, total, used, util = fields
+        gpus.append(
+            {
+                "type": "nvidia.com/gpu",
+                "index": int(index),
+                "model": model,
+                "uuid": uuid,
+                "memory_bytes": int(float(total)) * 2**20,
+                "memory_used_bytes": int(float(used)) * 2**20,
+                "utilization_percent": int(float(util))
+                if util.replace(".", "").isdigit()
+                else None,
+            }
+        )
+    return gpus
+
+
+def detect_gpus() -> list[dict[str, Any]]:
+    """NVIDIA GPUs through NVML, falling back to ``nvidia-smi``; empty when there are none."""
+    gpus = _gpus_from_nvml()
+    return gpus if gpus is not None else _gpus_from_nvidia_smi()
+
+
+def detect_tpu() -> dict[str, Any] | None:
+    """The TPU environment GKE and Cloud TPU VMs set, and the accelerator devices present."""
+    env = {name: os.environ[name] for name in TPU_ENV if name in os.environ}
+    devices = sorted(glob.glob("/dev/accel*")) + sorted(glob.glob("/dev/vfio/[0-9]*"))
+    if not env and not glob.glob("/dev/accel*"):
+        return None
+    return {"type": "google.com/tpu", "env": env, "devices": devices}
+
+
+def machine_resources() -> dict[str, Any]:
+    """CPU, memory and accelerators of this machine."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    memory = psutil.virtual_memory()
+    return {
+        "cpu": {"cores": os.cpu_count() or 1, "usable": usable},
+        "memory": {"total_bytes": memory.total, "available_bytes": memory.available},
+        "gpus": detect_gpus(),
+        "tpu": detect_tpu(),
+    }

@@ -1,0 +1,227 @@
+"""The job spec: one typed model used by the REST API, the CLI, the magics and the store.
+
+Policy fields use the Databricks names (``timeout_seconds``, ``max_retries``,
+``min_retry_interval_millis``, ``retry_on_timeout``, ``idempotency_token``) and, unlike
+jupyter-scheduler, every one of them is enforced by the job service.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MEMORY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>Ki|Mi|Gi|Ti|K|M|G|T)?$")
+MEMORY_UNITS = {
+    None: 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+MAX_MEMORY_BYTES = 64 * 2**40
+MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
+SECRET_ENV_HINTS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
+
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+Argument = Annotated[str, Field(max_length=16_384)]
+
+
+class JobKind(str, Enum):
+    """What a job does; each kind has a launcher that turns the spec into processes."""
+
+    train = "train"
+    infer = "infer"
+    notebook = "notebook"
+    serve = "serve"
+    command = "command"
+
+
+class Framework(str, Enum):
+    """The engine a job's workers use."""
+
+    torch = "torch"
+    tensorflow = "tensorflow"
+    none = "none"
+
+
+class JobStatus(str, Enum):
+    """``queued → starting → running → succeeded | failed | cancelled``."""
+
+    queued = "queued"
+    starting = "starting"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether a job in this status will never change again."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+ACTIVE_STATUSES = frozenset({JobStatus.queued, JobStatus.starting, JobStatus.running})
+
+
+class ReasonCode(str, Enum):
+    """Why a job or attempt ended; tells infrastructure failures from user-code errors."""
+
+    succeeded = "succeeded"
+    user_error = "user_error"
+    timeout = "timeout"
+    cancelled = "cancelled"
+    infrastructure = "infrastructure"
+
+
+class StrictModel(BaseModel):
+    """A model that refuses unknown fields and silent coercion of obvious mistakes."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+
+
+class Resources(StrictModel):
+    """What a job asks for: nodes, processes per node, accelerators, CPU and memory."""
+
+    nodes: int = Field(1, ge=1, le=1024, description="Number of nodes (pods on Kubernetes).")
+    procs_per_node: int = Field(1, ge=1, le=256, description="Worker processes per node.")
+    accelerator: str | None = Field(
+        None,
+        max_length=100,
+        pattern=r"^[a-z0-9.\-]+/[a-z0-9.\-]+$",
+        description="Extended resource: nvidia.com/gpu, google.com/tpu, nvidia.com/mig-1g.10gb.",
+    )
+    accelerator_count: int = Field(0, ge=0, le=64, description="Accelerators per node.")
+    cpu: float | None = Field(None, gt=0, le=1024, description="CPU cores per node.")
+    memory: str | None = Field(None, description="Memory per node, e.g. 16Gi.")
+    profile: str | None = Field(
+        None,
+        max_length=63,
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+        description="Hardware profile slug.",
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _check_memory(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        match = MEMORY.match(value)
+        if not match:
+            raise ValueError("must be a quantity like 512Mi, 16Gi or 2G")
+        size = float(match["number"]) * MEMORY_UNITS[match["unit"]]
+        if size <= 0 or size > MAX_MEMORY_BYTES:
+            raise ValueError("must be more than 0 and at most 64Ti")
+        return value
+
+    @model_validator(mode="after")
+    def _accelerator_pair(self) -> Resources:
+        if self.accelerator_count and not self.accelerator:
+            raise ValueError("accelerator_count needs accelerator (e.g. nvidia.com/gpu)")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """Total worker processes."""
+        return self.nodes * self.procs_per_node
+
+
+class JobSpec(StrictModel):
+    """Everything needed to run a job, on this machine or on a cluster.
+
+    Exactly one of ``command``, ``script``, ``module``, ``source`` or ``notebook`` says what runs.
+    """
+
+    name: ShortText | None = None
+    kind: JobKind = JobKind.command
+    framework: Framework = Framework.none
+
+    command: list[Argument] | None = Field(
+        None, min_length=1, max_length=4096, description="An argv to run as is."
+    )
+    script: Argument | None = Field(None, description="A Python script path, relative to cwd.")
+    module: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", max_length=200, description="A module to run."
+    )
+    source: str | None = Field(None, max_length=1_000_000, description="Inline Python source.")
+    notebook: Argument | None = Field(None, description="A notebook path, relative to cwd.")
+    args: list[Argument] = Field(default_factory=list, max_length=4096)
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Notebook parameters.")
+
+    cwd: Argument | None = Field(
+        None, description="Working directory, relative to the server's root directory."
+    )
+    env: dict[str, Annotated[str, Field(max_length=32_768)]] = Field(default_factory=dict)
+    tags: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
+        default_factory=list, max_length=32
+    )
+    resources: Resources = Field(default_factory=Resources)
+
+    backend: str = Field("local", pattern=r"^[a-z][a-z0-9_-]*$", max_length=40)
+    image: Argument | None = Field(None, description="Container image, for cluster backends.")
+
+    timeout_seconds: int | None = Field(None, ge=1, le=MAX_TIMEOUT_SECONDS)
+    max_retries: int = Field(0, ge=0, le=100)
+    min_retry_interval_millis: int = Field(0, ge=0, le=24 * 3600 * 1000)
+    retry_on_timeout: bool = False
+    max_restarts: int = Field(0, ge=0, le=100, description="Elastic restarts within an attempt.")
+    idempotency_token: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 256:
+            raise ValueError("at most 256 variables")
+        for name in value:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"invalid environment variable name {name!r}")
+            if name.startswith("AICLOUD_"):
+                raise ValueError(f"{name} is set by aicloud and cannot be overridden")
+        return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _check_cwd(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_entrypoint(self) -> JobSpec:
+        given = [f for f in ENTRYPOINT_FIELDS if getattr(self, f) is not None]
+        if len(given) != 1:
+            names = ", ".join(ENTRYPOINT_FIELDS)
+            raise ValueError(f"exactly one of {names} is required (got {len(given)})")
+        if self.kind is JobKind.notebook and self.notebook is None:
+            raise ValueError("kind 'notebook' needs notebook")
+        if self.notebook is not None and self.kind is not JobKind.notebook:
+            raise ValueError("notebook is only for kind 'notebook'")
+        if self.parameters and self.notebook is None:
+            raise ValueError("parameters are only for notebook jobs")
+        if self.command is not None and self.args:
+            raise ValueError("args go inside command when command is used")
+        return self
+
+    @property
+    def entrypoint(self) -> str:
+        """The name of the field that says what runs."""
+        return next(f for f in ENTRYPOINT_FIELDS if getattr(self, f) is not None)
+
+
+ENTRYPOINT_FIELDS = ("command", "script", "module", "source", "notebook")
+
+
+def redacted_env(env: dict[str, str]) -> dict[str, str]:
+    """Return ``env`` with the values of secret-looking variables hidden."""
+    return {
+        name: ("***" if any(hint in name.upper() for hint in SECRET_ENV_HINTS) else value)
+        for name, value in env.items()
+    }

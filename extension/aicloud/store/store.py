@@ -1,0 +1,178 @@
+"""CRUD on jobs and attempts. Short sessions; rows come back detached and fully loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from aicloud.store.tables import Attempt, Job, JobTag
+
+
+class DuplicateIdempotencyToken(Exception):
+    """A job with the same owner and idempotency token exists already."""
+
+    def __init__(self, job_id: str):
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@dataclass
+class Page:
+    """One page of a listing."""
+
+    items: list[Job]
+    total: int
+
+
+class JobStore:
+    """Reads and writes jobs; knows nothing of processes or HTTP."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        """A new session; use it as a context manager."""
+        return self._sessions()
+
+    def add_job(self, job: Job, tags: Iterable[str] = ()) -> Job:
+        """Insert ``job``; raise :class:`DuplicateIdempotencyToken` on a reused token."""
+        job.tags = [JobTag(tag=tag) for tag in sorted(set(tags))]
+        job.attempts = []
+        with self.session() as session:
+            session.add(job)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                existing = self.find_by_token(job.owner, job.idempotency_token)
+                if existing is None:
+                    raise
+                raise DuplicateIdempotencyToken(existing.id) from None
+        return job
+
+    def find_by_token(self, owner: str, token: str | None) -> Job | None:
+        """The job of ``owner`` with idempotency ``token``, if any."""
+        if token is None:
+            return None
+        with self.session() as session:
+            return session.scalar(
+                select(Job).where(Job.owner == owner, Job.idempotency_token == token)
+            )
+
+    def get_job(self, job_id: str) -> Job | None:
+        """The job with ``job_id``, or None."""
+        with self.session() as session:
+            return session.get(Job, job_id)
+
+    def list_jobs(
+        self,
+        *,
+        owner: str | None = None,
+        statuses: Iterable[str] = (),
+        kind: str | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page:
+        """A page of jobs, newest first, with the total that match the filters."""
+        query = select(Job)
+        if owner is not None:
+            query = query.where(Job.owner == owner)
+        statuses = list(statuses)
+        if statuses:
+            query = query.where(Job.status.in_(statuses))
+        if kind is not None:
+            query = query.where(Job.kind == kind)
+        if tag is not None:
+            query = query.where(Job.id.in_(select(JobTag.job_id).where(JobTag.tag == tag)))
+        with self.session() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = session.scalars(
+                query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+            ).all()
+        return Page(items=list(rows), total=total or 0)
+
+    def active_jobs(self, statuses: Iterable[str]) -> list[Job]:
+        """Every job whose status is in ``statuses``, oldest first."""
+        with self.session() as session:
+            rows = session.scalars(
+                select(Job).where(Job.status.in_(list(statuses))).order_by(Job.created_at)
+            ).all()
+        return list(rows)
+
+    def update_job(self, job_id: str, **fields: Any) -> Job:
+        """Set ``fields`` on the job and return it fresh."""
+        with self.session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            for name, value in fields.items():
+                setattr(job, name, value)
+            session.commit()
+            session.refresh(job)
+            return job
+
+    def add_attempt(self, job_id: str, attempt: Attempt, **job_fields: Any) -> Job:
+        """Record a new attempt and update the job in one transaction."""
+        with self.session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            attempt.job_id = job_id
+            session.add(attempt)
+            for name, value in job_fields.items():
+                setattr(job, name, value)
+            session.commit()
+            session.refresh(job)
+            return job
+
+    def update_attempt(self, job_id: str, number: int, job_fields: dict, **fields: Any) -> Job:
+        """Update attempt ``number`` of a job, and the job, in one transaction."""
+        with self.session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            attempt = session.scalar(
+                select(Attempt).where(Attempt.job_id == job_id, Attempt.number == number)
+            )
+            if attempt is None:
+                raise KeyError(f"{job_id} attempt {number}")
+            for name, value in fields.items():
+                setattr(attempt, name, value)
+            for name, value in job_fields.items():
+                setattr(job, name, value)
+            session.commit()
+            session.refresh(job)
+            return job
+
+    def delete_job(self, job_id: str) -> None:
+        """Remove a job, its attempts and tags."""
+        with self.session() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                session.delete(job)
+                session.commit()
