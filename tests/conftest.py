@@ -1,0 +1,177 @@
+"""Shared fixtures: an in-process Jupyter server (pytest-jupyter) and real server processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+JUPYTER = str(Path(sys.executable).with_name("jupyter"))
+AICLOUD = str(Path(sys.executable).with_name("aicloud"))
+
+
+@pytest.fixture
+def aicloud_data_dir(tmp_path: Path) -> Path:
+    """Where the in-process server keeps its database and runs."""
+    return tmp_path / "aicloud-data"
+
+
+@pytest.fixture
+def jp_server_config(aicloud_data_dir):
+    """Enable aicloud in pytest-jupyter's server, with quick polling and a short grace."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"aicloud": True}},
+        "AICloudApp": {"data_dir": str(aicloud_data_dir)},
+        "JobManager": {"poll_interval": 0.05},
+        "LocalBackend": {"cancel_grace_seconds": 1.0},
+    }
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A real ``jupyter server`` process with aicloud, on loopback."""
+
+    root_dir: Path
+    data_dir: Path
+    home: Path
+    token: str = "test-token-0123456789"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    extra_args: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for the CLI: points at this server."""
+        return {**os.environ, "AICLOUD_URL": self.url, "AICLOUD_TOKEN": self.token}
+
+    def start(self) -> LiveServer:
+        """Start the server and wait until the aicloud API answers."""
+        for name in ("config", "data", "runtime"):
+            (self.home / name).mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(self.home / "config"),
+            "JUPYTER_DATA_DIR": str(self.home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
+        }
+        self.log = open(self.home / "server.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                JUPYTER,
+                "server",
+                "--no-browser",
+                "--allow-root",
+                f"--port={self.port}",
+                "--ServerApp.ip=127.0.0.1",
+                "--ServerApp.port_retries=0",
+                f"--ServerApp.root_dir={self.root_dir}",
+                f"--IdentityProvider.token={self.token}",
+                f"--AICloudApp.data_dir={self.data_dir}",
+                "--JobManager.poll_interval=0.05",
+                "--LocalBackend.cancel_grace_seconds=1",
+                *self.extra_args,
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.home / 'server.log').read_text()}")
+            try:
+                r = httpx.get(
+                    self.url + "aicloud/api/v1/status",
+                    headers={"Authorization": f"token {self.token}"},
+                )
+                if r.status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("server did not start")
+
+    def api(self) -> httpx.Client:
+        """An HTTP client for the aicloud API of this server."""
+        return httpx.Client(
+            base_url=self.url + "aicloud/api/v1/",
+            headers={"Authorization": f"token {self.token}"},
+            timeout=60,
+        )
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the server: SIGTERM (graceful), or SIGKILL to simulate a crash."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def live_server_factory(tmp_path):
+    """Start real servers sharing one root and data dir; all are stopped at the end."""
+    servers: list[LiveServer] = []
+    root = tmp_path / "root"
+    root.mkdir()
+
+    def start(**kwargs) -> LiveServer:
+        server = LiveServer(
+            root_dir=root, data_dir=tmp_path / "data", home=tmp_path / "home", **kwargs
+        )
+        servers.append(server.start())
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live_server(live_server_factory) -> LiveServer:
+    """One real ``jupyter server`` with aicloud."""
+    return live_server_factory()
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the ``aicloud`` command."""
+    return subprocess.run(
+        [AICLOUD, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout} s")
