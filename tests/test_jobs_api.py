@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
@@ -196,10 +197,15 @@ async def test_cancel_queued_retry(jp_fetch):
     job = await submit(
         jp_fetch, {"command": ["false"], "max_retries": 5, "min_retry_interval_millis": 60_000}
     )
-    job = await wait_job(jp_fetch, job["id"], statuses={"queued"} if False else {"queued"})
-    job = await wait_job(jp_fetch, job["id"], statuses={"queued"}, timeout=10)
+    for _ in range(200):
+        _, job = await api(jp_fetch, "GET", "jobs", job["id"])
+        if job["attempt_count"] == 1 and job["status"] == "queued":
+            break
+        await asyncio.sleep(0.05)
+    assert job["retry_at"] is not None and job["reason_code"] == "user_error"
     status, cancelled = await api(jp_fetch, "POST", "jobs", job["id"], "cancel")
     assert status == 200 and cancelled["status"] == "cancelled"
+    assert cancelled["attempt_count"] == 1 and cancelled["retry_at"] is None
 
 
 async def test_delete(jp_fetch):
