@@ -81,9 +81,9 @@ def discover(environ: dict[str, str] | None = None, runtime_dir: Path | None = N
             url = f"{hub}/services/aicloud/"
         return Connection(url, env["JUPYTERHUB_API_TOKEN"], "JupyterHub")
     servers = running_servers(runtime_dir)
-    parents = {env.get("JPY_PARENT_PID"), str(os.getppid())}
+    parent = env.get("JPY_PARENT_PID") or str(os.getppid())
     for info in servers:
-        if str(info["pid"]) in parents:
+        if str(info["pid"]) == parent:
             return Connection(info["url"], info.get("token", ""), f"jpserver-{info['pid']}.json")
     if servers:
         info = servers[0]

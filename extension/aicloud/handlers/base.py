@@ -59,10 +59,11 @@ class AICloudHandler(APIHandler):
             raise web.HTTPError(400, "body: must be a JSON object")
         return body
 
-    def parse(self, model: type[Model], body: dict[str, Any]) -> Model:
-        """Validate ``body`` against ``model``; a 400 names every offending field."""
+    def parse_body(self, model: type[Model]) -> Model:
+        """Validate the JSON body against ``model``, strictly (no "5" for 5); 400 names fields."""
+        self.json_body()
         try:
-            return model.model_validate(body)
+            return model.model_validate_json(self.request.body, strict=True)
         except ValidationError as e:
             raise web.HTTPError(400, describe_validation_error(e)) from None
 

@@ -57,7 +57,7 @@ class JobCollectionHandler(AICloudHandler):
     @authorized
     async def post(self):
         """Create a job: 201 with its model and a Location header."""
-        spec = self.parse(JobSpec, self.json_body())
+        spec = self.parse_body(JobSpec)
         job = self.manager.submit(spec, self.owner)
         location = url_path_join(self.base_url, API, "jobs", job.id)
         self.set_header("Location", location)
