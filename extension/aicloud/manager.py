@@ -59,6 +59,12 @@ class JobManager(LoggingConfigurable):
     poll_interval = Float(
         0.2, config=True, help="Seconds between looks at running attempts and the queue."
     )
+    start_timeout = Float(
+        120.0,
+        config=True,
+        help="Seconds an attempt may take to start before it is counted as lost "
+        "(an infrastructure failure, retried per the job's policy).",
+    )
 
     def __init__(self, backends: dict[str, Backend], service_env: dict[str, str], **kwargs):
         super().__init__(**kwargs)
@@ -230,7 +236,8 @@ class JobManager(LoggingConfigurable):
     # -- state changes ------------------------------------------------------------------------
 
     def _claim(self, job: Job) -> bool:
-        """Move a queued job to starting, unless another server got there first."""
+        """Move a queued job to starting and add its attempt, unless another server did."""
+        number = job.attempt_count + 1
         with self.store.session() as session:
             result = session.execute(
                 update(Job)
@@ -241,13 +248,19 @@ class JobManager(LoggingConfigurable):
                 )
                 .values(
                     status=JobStatus.starting.value,
-                    attempt_count=job.attempt_count + 1,
+                    attempt_count=number,
                     started_at=job.started_at or utcnow(),
                     not_before=None,
                 )
             )
+            if result.rowcount != 1:
+                session.rollback()
+                return False
+            session.add(
+                Attempt(job_id=job.id, number=number, status=JobStatus.starting.value, handle={})
+            )
             session.commit()
-            return result.rowcount == 1
+            return True
 
     def job_env(self, job: Job, spec: JobSpec, attempt: int) -> dict[str, str]:
         """The environment of a job's processes: the server's, the user's, then aicloud's."""
@@ -266,9 +279,6 @@ class JobManager(LoggingConfigurable):
         number = job.attempt_count + 1
         self._busy.add(job.id)
         try:
-            self.store.add_attempt(
-                job.id, Attempt(number=number, status=JobStatus.starting.value, handle={})
-            )
             spec = JobSpec.model_validate(job.spec)
             run_dir = Path(job.run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -307,21 +317,18 @@ class JobManager(LoggingConfigurable):
             self._busy.discard(job.id)
 
     async def _check(self, job: Job) -> None:
-        attempt = job.attempts[-1] if job.attempts else None
+        attempt = job.attempts[-1]
         spec = JobSpec.model_validate(job.spec)
-        if attempt is None or not attempt.handle:
-            # Started by a server that died before it recorded the process.
-            number = attempt.number if attempt else job.attempt_count
-            if attempt is None:
-                self.store.add_attempt(
-                    job.id, Attempt(number=number, status=JobStatus.starting.value, handle={})
-                )
+        if not attempt.handle:
+            # Being started, here or by another server; lost if that takes far too long.
+            if utcnow() - attempt.started_at < timedelta(seconds=self.start_timeout):
+                return
             self._end_attempt(
                 job.id,
-                number,
+                attempt.number,
                 spec,
                 ReasonCode.infrastructure,
-                "the service stopped while starting",
+                f"not started within {self.start_timeout:g} s (the service stopped while starting)",
             )
             return
         outcome = await self.backends[job.backend].poll(attempt.handle)
