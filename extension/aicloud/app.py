@@ -113,8 +113,12 @@ class AICloudApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         """Start following jobs once the server's event loop runs."""
-        self.settings["aicloud_manager"].start()
+        manager = self.settings.get("aicloud_manager")
+        if manager is not None:  # None when initialize_settings failed (logged by the server)
+            manager.start()
 
     async def stop_extension(self) -> None:
         """Stop following jobs; the jobs themselves keep running."""
-        await self.settings["aicloud_manager"].stop()
+        manager = self.settings.get("aicloud_manager")
+        if manager is not None:
+            await manager.stop()

@@ -13,10 +13,8 @@ The status file outlives the server, so a restarted server learns how the attemp
 though it was not the supervisor's parent.
 """
 
-import argparse
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import subprocess
@@ -75,6 +73,8 @@ def _reap_all() -> None:
 
 
 def _write_status(path: str, status: dict) -> None:
+    import json  # imported late: the job is already running, start-up time matters more
+
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(status, f)
@@ -83,17 +83,26 @@ def _write_status(path: str, status: dict) -> None:
     os.replace(tmp, path)
 
 
+def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``--name value`` options up to ``--``, then the command (argparse costs ~10 ms here)."""
+    options = {"--log": "", "--status": "", "--timeout": "0", "--grace": "5", "--banner": ""}
+    rest = list(argv)
+    while rest and rest[0] != "--":
+        name = rest.pop(0)
+        if name not in options or not rest:
+            raise SystemExit(f"aicloud-supervise: bad option {name!r}")
+        options[name] = rest.pop(0)
+    if not rest or not options["--log"] or not options["--status"] or len(rest) < 2:
+        raise SystemExit("usage: supervise.py --log F --status F [--timeout S] [--grace S] -- CMD")
+    return options, rest[1:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the attempt and record its end."""
-    parser = argparse.ArgumentParser(prog="aicloud-supervise")
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--status", required=True)
-    parser.add_argument("--timeout", type=float, default=0)
-    parser.add_argument("--grace", type=float, default=5)
-    parser.add_argument("--banner", default="")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    options, command = parse_args(sys.argv[1:] if argv is None else argv)
+    log_path, status_path = options["--log"], options["--status"]
+    timeout, grace = float(options["--timeout"]), float(options["--grace"])
+    banner = options["--banner"]
 
     _become_subreaper()
     state = {"terminated": False, "timed_out": False}
@@ -106,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     status = {"started_at": started, "exit_code": None, "signal": None, "error": None}
 
-    with open(args.log, "ab", buffering=0) as log:
-        if args.banner:
-            log.write(args.banner.encode() + b"\n")
+    with open(log_path, "ab", buffering=0) as log:
+        if banner:
+            log.write(banner.encode() + b"\n")
         try:
             child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         except OSError as e:
@@ -116,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             status.update(exit_code=127, error=f"cannot start {command[0]!r}: {e.strerror}")
             child = None
         if child is not None:
-            deadline = started + args.timeout if args.timeout > 0 else None
+            deadline = started + timeout if timeout > 0 else None
             while True:
                 remaining = None if deadline is None else max(0.0, deadline - time.time())
                 try:
@@ -124,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 except subprocess.TimeoutExpired:
                     state["timed_out"] = True
-                    log.write(f"[aicloud] timed out after {args.timeout:g} s\n".encode())
+                    log.write(f"[aicloud] timed out after {timeout:g} s\n".encode())
                     signal.signal(signal.SIGTERM, signal.SIG_IGN)
                     os.killpg(os.getpgrp(), signal.SIGTERM)
                     _kill_all(signal.SIGTERM)
                     try:
-                        child.wait(timeout=args.grace)
+                        child.wait(timeout=grace)
                     except subprocess.TimeoutExpired:
                         _kill_all(signal.SIGKILL)
                         child.wait()
@@ -147,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     status.update(
         finished_at=time.time(), timed_out=state["timed_out"], terminated=state["terminated"]
     )
-    _write_status(args.status, status)
+    _write_status(status_path, status)
     return 0
 
 

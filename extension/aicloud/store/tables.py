@@ -80,7 +80,8 @@ class Job(Base):
 
     __table_args__ = (
         UniqueConstraint("owner", "idempotency_token", name="uq_jobs_owner_idempotency_token"),
-        Index("ix_jobs_owner_created_at", "owner", "created_at"),
+        Index("ix_jobs_owner_created_at_id", "owner", "created_at", "id"),
+        Index("ix_jobs_created_at_id", "created_at", "id"),
     )
 
 
