@@ -27,7 +27,7 @@ def processes_marked(marker: str) -> list[psutil.Process]:
 
 
 def plan(argv: list[str], cwd: Path, marker: str = "") -> LaunchPlan:
-    return LaunchPlan(argv=argv, env={"PATH": "/usr/bin:/bin", "M": marker}, cwd=cwd)
+    return LaunchPlan.single(argv, {"PATH": "/usr/bin:/bin", "M": marker}, cwd)
 
 
 async def wait_exit(backend: LocalBackend, handle: dict, timeout: float = 20):

@@ -121,11 +121,15 @@ class JobManager(LoggingConfigurable):
             return root
         if os.path.isabs(spec.cwd):
             raise InvalidSpec("cwd", "must be relative to the server's root directory")
-        cwd = (root / spec.cwd).resolve()
-        if cwd != root and root not in cwd.parents:
-            raise InvalidSpec("cwd", "must stay inside the server's root directory")
-        if not cwd.is_dir():
-            raise InvalidSpec("cwd", f"{spec.cwd!r} is not a directory")
+        try:
+            cwd = (root / spec.cwd).resolve()
+            if cwd != root and root not in cwd.parents:
+                raise InvalidSpec("cwd", "must stay inside the server's root directory")
+            if not cwd.is_dir():
+                raise InvalidSpec("cwd", f"{spec.cwd!r} is not a directory")
+        except (OSError, RuntimeError) as e:  # a name too long, no permission, a symlink loop
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise InvalidSpec("cwd", f"{spec.cwd!r} cannot be used: {reason}") from None
         return cwd
 
     def submit(self, spec: JobSpec, owner: str) -> Job:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ class AttemptExit:
     terminated: bool = False
     lost: bool = False
     error: str | None = None
+    processes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:

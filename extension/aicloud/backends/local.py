@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -25,8 +26,6 @@ def _status_path(run_dir: Path, attempt: int) -> Path:
 
 
 def _read_status(path: Path) -> AttemptExit | None:
-    import json
-
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -37,6 +36,7 @@ def _read_status(path: Path) -> AttemptExit | None:
         timed_out=bool(data.get("timed_out")),
         terminated=bool(data.get("terminated")),
         error=data.get("error"),
+        processes=data.get("processes", []),
     )
 
 
@@ -73,12 +73,20 @@ class LocalBackend(Backend):
         log = run_dir / "output.log"
         status = _status_path(run_dir, attempt)
         status.unlink(missing_ok=True)
-        banner = f"[aicloud] attempt {attempt}" if attempt > 1 else ""
+        plan_file = run_dir / f"attempt-{attempt}.plan.json"
+        plan_json = plan.to_json()
+        plan_json["banner"] = f"[aicloud] attempt {attempt}" if attempt > 1 else ""
+        # The plan holds the job's environment: readable by its owner only.
+        fd = os.open(plan_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(plan_json, f)
         argv = [
             sys.executable,
             "-I",
             "-S",
             str(SUPERVISOR),
+            "--plan",
+            str(plan_file),
             "--log",
             str(log),
             "--status",
@@ -87,16 +95,11 @@ class LocalBackend(Backend):
             str(timeout_seconds or 0),
             "--grace",
             str(self.cancel_grace_seconds),
-            "--banner",
-            banner,
-            "--",
-            *plan.argv,
         ]
         with open(run_dir / "supervisor.log", "ab") as supervisor_log:
             child = subprocess.Popen(
                 argv,
                 cwd=plan.cwd,
-                env=plan.env,
                 stdin=subprocess.DEVNULL,
                 stdout=supervisor_log,
                 stderr=supervisor_log,

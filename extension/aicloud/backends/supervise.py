@@ -1,13 +1,18 @@
-"""The supervisor of one local attempt: runs the job's argv and records how it ended.
+"""The supervisor of one local attempt: runs its processes and records how they ended.
 
 Started by :class:`aicloud.backends.local.LocalBackend` as the leader of a new session, with
-``python -I -S`` (standard library only, so it starts fast). It
+``python -I -S`` (standard library only, so it starts fast), and given a plan file: the
+processes of the attempt (one for a command; one ``torchrun`` agent per node plus a rendezvous
+store for a multi-node torch job; one process per TensorFlow worker). It
 
 - becomes a child subreaper, so processes that the job orphans come back to it;
-- runs the argv with stdout and stderr appended to the attempt's log file;
+- starts the plan's processes, their output appended to the attempt's log file (through a
+  line-prefixing pipe where the plan asks for one, e.g. ``[rank3]:`` for TF workers);
+- fails fast: once too many workers failed for the attempt to succeed, stops the others;
 - enforces the timeout: SIGTERM to the group, then SIGKILL after the grace period;
-- on SIGTERM (a cancel) waits for the job, which got the same signal through the group;
-- kills whatever the job left behind, then writes the status file atomically and exits.
+- on SIGTERM (a cancel) waits for the processes, which got the same signal through the group;
+- stops the service processes (a rendezvous store) when the workers are done, kills whatever
+  the job left behind, writes the status file atomically and exits.
 
 The status file outlives the server, so a restarted server learns how the attempt ended even
 though it was not the supervisor's parent.
@@ -19,9 +24,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
+USAGE = "usage: supervise.py --plan FILE --log FILE --status FILE [--timeout S] [--grace S]"
 
 
 def _become_subreaper() -> None:
@@ -56,9 +63,9 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _kill_all(sig: int) -> None:
-    """Send ``sig`` to the process group and to every descendant that left it."""
-    for pid in _descendants(os.getpid()):
+def _signal_all(sig: int, pids=None) -> None:
+    """Send ``sig`` to ``pids`` (default: every descendant, wherever its session is)."""
+    for pid in _descendants(os.getpid()) if pids is None else pids:
         with contextlib.suppress(OSError):
             os.kill(pid, sig)
 
@@ -83,26 +90,155 @@ def _write_status(path: str, status: dict) -> None:
     os.replace(tmp, path)
 
 
-def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    """``--name value`` options up to ``--``, then the command (argparse costs ~10 ms here)."""
-    options = {"--log": "", "--status": "", "--timeout": "0", "--grace": "5", "--banner": ""}
+def parse_args(argv: list[str]) -> dict[str, str]:
+    """``--name value`` options (argparse costs ~10 ms of start-up here)."""
+    options = {"--plan": "", "--log": "", "--status": "", "--timeout": "0", "--grace": "5"}
     rest = list(argv)
-    while rest and rest[0] != "--":
+    while rest:
         name = rest.pop(0)
         if name not in options or not rest:
-            raise SystemExit(f"aicloud-supervise: bad option {name!r}")
+            raise SystemExit(f"aicloud-supervise: bad option {name!r}\n{USAGE}")
         options[name] = rest.pop(0)
-    if not rest or not options["--log"] or not options["--status"] or len(rest) < 2:
-        raise SystemExit("usage: supervise.py --log F --status F [--timeout S] [--grace S] -- CMD")
-    return options, rest[1:]
+    if not (options["--plan"] and options["--log"] and options["--status"]):
+        raise SystemExit(USAGE)
+    return options
+
+
+def _copy_with_prefix(stream, log, prefix: bytes) -> None:
+    """Copy lines from a child's pipe into the log, each behind ``prefix``."""
+    for line in iter(stream.readline, b""):
+        log.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
+    stream.close()
+
+
+class Attempt:
+    """The processes of one attempt and their outcomes."""
+
+    def __init__(self, plan: dict, log):
+        self.plan = plan
+        self.log = log
+        self.workers: dict[int, dict] = {}  # pid -> process entry
+        self.services: dict[int, subprocess.Popen] = {}
+        self.popens: dict[int, subprocess.Popen] = {}
+        self.threads: list[threading.Thread] = []
+        self.outcomes: list[dict] = []
+        self.error = None
+
+    def start(self) -> None:
+        """Start service processes first, then the workers."""
+        ordered = sorted(self.plan["processes"], key=lambda p: not p.get("service"))
+        for entry in ordered:
+            try:
+                popen = self._spawn(entry)
+            except OSError as e:
+                command = entry["argv"][0]
+                message = f"cannot start {command!r}: {e.strerror}"
+                self.log.write(f"[aicloud] {message}\n".encode())
+                self.error = message
+                self.outcomes.append({"name": entry["name"], "exit_code": 127, "signal": None})
+                return
+            self.popens[popen.pid] = popen
+            if entry.get("service"):
+                self.services[popen.pid] = popen
+            else:
+                self.workers[popen.pid] = entry
+
+    def _spawn(self, entry: dict) -> subprocess.Popen:
+        prefix = entry.get("prefix", "").encode()
+        output = subprocess.PIPE if prefix else self.log
+        popen = subprocess.Popen(
+            entry["argv"],
+            cwd=self.plan["cwd"],
+            env=entry["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT if prefix else self.log,
+        )
+        if prefix:
+            thread = threading.Thread(
+                target=_copy_with_prefix, args=(popen.stdout, self.log, prefix), daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+        return popen
+
+    @property
+    def required(self) -> int:
+        """How many workers must succeed for the attempt to succeed."""
+        return self.plan.get("min_success") or len(self.plan["processes"]) - len(self.services)
+
+    def hopeless(self) -> bool:
+        """Whether too many workers failed for the attempt to succeed."""
+        failed = sum(1 for o in self.outcomes if o["exit_code"] != 0)
+        started = len(self.outcomes) + len(self.workers)
+        return self.error is not None or started - failed < self.required
+
+    def wait(self, deadline: float | None) -> bool:
+        """Wait for the workers; False when the deadline passed first."""
+        while self.workers:
+            if deadline is not None and time.time() >= deadline:
+                return False
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.02)
+                continue
+            entry = self.workers.pop(pid, None)
+            if pid in self.popens:
+                self.popens.pop(pid).returncode = os.waitstatus_to_exitcode(status)
+            if entry is None:
+                continue  # a service, or an orphan the job left behind
+            code = os.waitstatus_to_exitcode(status)
+            self.outcomes.append(
+                {
+                    "name": entry["name"],
+                    "exit_code": code if code >= 0 else None,
+                    "signal": -code if code < 0 else None,
+                }
+            )
+            if self.workers and self.hopeless():
+                self.log.write(
+                    f"[aicloud] {entry['name']} failed; stopping the other processes\n".encode()
+                )
+                self.stop_workers(grace=float(self.plan.get("grace", 5)))
+        return True
+
+    def stop_workers(self, grace: float) -> None:
+        """SIGTERM the remaining workers (and their trees), SIGKILL after ``grace``."""
+        pids = [pid for pid in self.workers]
+        for pid in pids:
+            _signal_all(signal.SIGTERM, [pid, *_descendants(pid)])
+        end = time.time() + grace
+        while self.workers and time.time() < end:
+            self.wait(end)
+        for pid in list(self.workers):
+            _signal_all(signal.SIGKILL, [pid, *_descendants(pid)])
+        self.wait(None)
+
+    def summary(self) -> dict:
+        """Exit code and signal of the attempt as a whole, and of each process."""
+        failures = [o for o in self.outcomes if o["exit_code"] != 0]
+        succeeded = len(self.outcomes) - len(failures)
+        status = {"exit_code": 0, "signal": None, "error": self.error, "processes": self.outcomes}
+        if self.error is not None:
+            status["exit_code"] = 127
+        elif succeeded < self.required or (failures and not self.plan.get("min_success")):
+            first = failures[0] if failures else {"exit_code": 1, "signal": None}
+            status.update(exit_code=first["exit_code"], signal=first["signal"])
+        return status
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the attempt and record its end."""
-    options, command = parse_args(sys.argv[1:] if argv is None else argv)
-    log_path, status_path = options["--log"], options["--status"]
+    import json
+
+    options = parse_args(sys.argv[1:] if argv is None else argv)
+    with open(options["--plan"]) as f:
+        plan = json.load(f)
     timeout, grace = float(options["--timeout"]), float(options["--grace"])
-    banner = options["--banner"]
+    plan["grace"] = grace
 
     _become_subreaper()
     state = {"terminated": False, "timed_out": False}
@@ -113,50 +249,39 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
     started = time.time()
-    status = {"started_at": started, "exit_code": None, "signal": None, "error": None}
 
-    with open(log_path, "ab", buffering=0) as log:
-        if banner:
-            log.write(banner.encode() + b"\n")
-        try:
-            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        except OSError as e:
-            log.write(f"[aicloud] cannot start {command[0]!r}: {e.strerror}\n".encode())
-            status.update(exit_code=127, error=f"cannot start {command[0]!r}: {e.strerror}")
-            child = None
-        if child is not None:
-            deadline = started + timeout if timeout > 0 else None
-            while True:
-                remaining = None if deadline is None else max(0.0, deadline - time.time())
-                try:
-                    child.wait(timeout=remaining)
-                    break
-                except subprocess.TimeoutExpired:
-                    state["timed_out"] = True
-                    log.write(f"[aicloud] timed out after {timeout:g} s\n".encode())
-                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                    os.killpg(os.getpgrp(), signal.SIGTERM)
-                    _kill_all(signal.SIGTERM)
-                    try:
-                        child.wait(timeout=grace)
-                    except subprocess.TimeoutExpired:
-                        _kill_all(signal.SIGKILL)
-                        child.wait()
-                    break
-            code = child.returncode
-            if code < 0:
-                status["signal"] = -code
-            else:
-                status["exit_code"] = code
-    # Whatever the job left running (daemons, escaped sessions) goes with it.
-    _kill_all(signal.SIGTERM)
-    time.sleep(0.05 if _descendants(os.getpid()) else 0)
-    _kill_all(signal.SIGKILL)
-    _reap_all()
+    with open(options["--log"], "ab", buffering=0) as log:
+        if plan.get("banner"):
+            log.write(plan["banner"].encode() + b"\n")
+        attempt = Attempt(plan, log)
+        attempt.start()
+        deadline = started + timeout if timeout > 0 else None
+        if not attempt.wait(deadline):
+            state["timed_out"] = True
+            log.write(f"[aicloud] timed out after {timeout:g} s\n".encode())
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+            _signal_all(signal.SIGTERM)
+            if not attempt.wait(time.time() + grace):
+                _signal_all(signal.SIGKILL)
+                attempt.wait(None)
+        # The workers are done: stop the services (a rendezvous store), then any leftovers.
+        _signal_all(signal.SIGTERM)
+        end = time.time() + min(grace, 2.0)
+        while _descendants(os.getpid()) and time.time() < end:
+            time.sleep(0.02)
+        _signal_all(signal.SIGKILL)
+        _reap_all()
+        for thread in attempt.threads:
+            thread.join(timeout=2)
+        status = attempt.summary()
     status.update(
-        finished_at=time.time(), timed_out=state["timed_out"], terminated=state["terminated"]
+        started_at=started,
+        finished_at=time.time(),
+        timed_out=state["timed_out"],
+        terminated=state["terminated"],
     )
-    _write_status(status_path, status)
+    _write_status(options["--status"], status)
     return 0
 
 

@@ -115,3 +115,11 @@ class AICloudHandler(APIHandler):
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
+
+
+class NotFoundHandler(AICloudHandler):
+    """Any other path under the API: a JSON 404, not the server's HTML page."""
+
+    def prepare(self):
+        """Answer 404 whatever the method."""
+        raise web.HTTPError(404, "no such endpoint: %s %s", self.request.method, self.request.path)

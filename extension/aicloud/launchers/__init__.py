@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aicloud.errors import InvalidSpec
-from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan
+from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan, ProcessSpec
 from aicloud.launchers.command import CommandLauncher
 from aicloud.spec import JobSpec
 
@@ -22,4 +22,4 @@ def launcher_for(spec: JobSpec) -> Launcher:
     )
 
 
-__all__ = ["LAUNCHERS", "LaunchContext", "LaunchPlan", "Launcher", "launcher_for"]
+__all__ = ["LAUNCHERS", "LaunchContext", "LaunchPlan", "Launcher", "ProcessSpec", "launcher_for"]

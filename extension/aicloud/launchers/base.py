@@ -29,13 +29,54 @@ class LaunchContext:
 
 
 @dataclass(frozen=True)
-class LaunchPlan:
-    """One attempt's processes: argv, environment and working directory."""
+class ProcessSpec:
+    """One process of an attempt.
 
+    ``prefix`` asks the supervisor to put it before every output line (``[rank3]:``);
+    a ``service`` (a rendezvous store) is stopped once the workers are done and does not count
+    towards success.
+    """
+
+    name: str
     argv: list[str]
     env: dict[str, str]
+    prefix: str = ""
+    service: bool = False
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """One attempt's processes, their working directory, and what counts as success.
+
+    ``min_success`` is how many workers must exit 0 (default: all of them, and none may
+    fail); elastic jobs set it so that losing a node is survivable.
+    """
+
+    processes: list[ProcessSpec]
     cwd: Path
-    log_names: tuple[str, ...] = ("output",)
+    min_success: int | None = None
+
+    @classmethod
+    def single(cls, argv: list[str], env: dict[str, str], cwd: Path) -> LaunchPlan:
+        """A plan of one process."""
+        return cls(processes=[ProcessSpec(name="main", argv=argv, env=env)], cwd=cwd)
+
+    def to_json(self) -> dict:
+        """The plan as the supervisor reads it."""
+        return {
+            "cwd": str(self.cwd),
+            "min_success": self.min_success,
+            "processes": [
+                {
+                    "name": p.name,
+                    "argv": p.argv,
+                    "env": p.env,
+                    "prefix": p.prefix,
+                    "service": p.service,
+                }
+                for p in self.processes
+            ],
+        }
 
 
 class Launcher:

@@ -21,8 +21,15 @@ class CommandLauncher(Launcher):
             raise InvalidSpec(
                 "resources", "a command job runs one process; use kind 'train' for more"
             )
-        if spec.script is not None and not (cwd / spec.script).is_file():
+        if spec.script is not None and not self._is_file(cwd, spec.script):
             raise InvalidSpec("script", f"{spec.script!r} not found in {cwd}")
+
+    @staticmethod
+    def _is_file(cwd: Path, script: str) -> bool:
+        try:
+            return (cwd / script).is_file()
+        except OSError as e:  # a name too long, no permission
+            raise InvalidSpec("script", f"{script!r} cannot be used: {e.strerror}") from None
 
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
         """The argv as given, or ``python`` with the script, module or source."""
@@ -30,4 +37,4 @@ class CommandLauncher(Launcher):
             argv = list(spec.command)
         else:
             argv = [context.python, *python_entrypoint(spec, context)]
-        return LaunchPlan(argv=argv, env=dict(context.env), cwd=context.cwd)
+        return LaunchPlan.single(argv, dict(context.env), context.cwd)
