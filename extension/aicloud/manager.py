@@ -274,6 +274,7 @@ class JobManager(LoggingConfigurable):
             AICLOUD_JOB_ID=job.id,
             AICLOUD_RUN_DIR=str(job.run_dir),
             AICLOUD_ATTEMPT=str(attempt),
+            AICLOUD_CHECKPOINT_DIR=str(Path(job.run_dir) / "checkpoints"),
         )
         return env
 

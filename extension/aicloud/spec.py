@@ -92,6 +92,9 @@ class Resources(StrictModel):
     """What a job asks for: nodes, processes per node, accelerators, CPU and memory."""
 
     nodes: int = Field(1, ge=1, le=1024, description="Number of nodes (pods on Kubernetes).")
+    min_nodes: int | None = Field(
+        None, ge=1, le=1024, description="Elastic jobs: fewest nodes to run on (nodes is the most)."
+    )
     procs_per_node: int = Field(1, ge=1, le=256, description="Worker processes per node.")
     accelerator: str | None = Field(
         None,
@@ -123,9 +126,11 @@ class Resources(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _accelerator_pair(self) -> Resources:
+    def _consistent(self) -> Resources:
         if self.accelerator_count and not self.accelerator:
             raise ValueError("accelerator_count needs accelerator (e.g. nvidia.com/gpu)")
+        if self.min_nodes is not None and self.min_nodes > self.nodes:
+            raise ValueError(f"min_nodes ({self.min_nodes}) must not exceed nodes ({self.nodes})")
         return self
 
     @property

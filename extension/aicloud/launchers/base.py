@@ -8,6 +8,8 @@ inside a spec's entry point. The train, notebook, infer and serve kinds plug in 
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,13 @@ class LaunchContext:
     cwd: Path
     env: dict[str, str]
     python: str = field(default=sys.executable)
+
+    @staticmethod
+    def free_port() -> int:
+        """A TCP port free on 127.0.0.1 now (the process that binds it follows at once)."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,15 @@ class Launcher:
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
         """The processes of one attempt."""
         raise NotImplementedError
+
+
+def threads_per_process(processes: int) -> int:
+    """CPU threads per process so that ``processes`` processes share this machine's cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, processes))
 
 
 def python_entrypoint(spec: JobSpec, context: LaunchContext) -> list[str]:
