@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import uuid
@@ -22,7 +23,8 @@ from traitlets.config import LoggingConfigurable
 from aicloud.backends import AttemptExit, Backend
 from aicloud.errors import InvalidSpec, JobConflict, JobNotFound, LogsNotFound
 from aicloud.launchers import LaunchContext, launcher_for
-from aicloud.spec import ACTIVE_STATUSES, JobSpec, JobStatus, ReasonCode
+from aicloud.runtime import METRICS_FILE
+from aicloud.spec import ACTIVE_STATUSES, JobKind, JobSpec, JobStatus, ReasonCode
 from aicloud.store import Attempt, DuplicateIdempotencyToken, Job, JobStore, utcnow
 
 LOG_NAME = "output.log"
@@ -221,21 +223,61 @@ class JobManager(LoggingConfigurable):
         if job.run_dir:
             shutil.rmtree(job.run_dir, ignore_errors=True)
 
-    def log_path(self, job: Job, rank: int | None = None) -> Path:
-        """The log file of a job (ranks arrive with the distributed launchers)."""
-        if rank not in (None, 0):
-            raise LogsNotFound(f"job {job.id} has no rank {rank}")
-        return Path(job.run_dir) / LOG_NAME
+    def check_rank(self, job: Job, rank: int | None) -> None:
+        """Refuse a rank the job does not have."""
+        if rank is None:
+            return
+        world = JobSpec.model_validate(job.spec).resources.world_size
+        if rank >= world:
+            raise LogsNotFound(f"job {job.id} has no rank {rank} (ranks 0-{world - 1})")
 
-    def read_log(self, job: Job, offset: int, limit: int, rank: int | None = None) -> bytes:
-        """Up to ``limit`` bytes of the job's log from byte ``offset``."""
-        path = self.log_path(job, rank)
+    def read_log(
+        self, job: Job, offset: int, limit: int, rank: int | None = None
+    ) -> tuple[bytes, int]:
+        """Up to ``limit`` bytes of the log from byte ``offset``, and where to continue.
+
+        With ``rank``, only that rank's lines (``[rank<N>]:``) of a distributed job; offsets
+        stay offsets into the whole log, so that following works the same way.
+        """
+        self.check_rank(job, rank)
         try:
-            with open(path, "rb") as f:
+            with open(Path(job.run_dir) / LOG_NAME, "rb") as f:
                 f.seek(offset)
-                return f.read(limit)
+                data = f.read(limit)
         except FileNotFoundError:
-            return b""
+            return b"", offset
+        if rank is None or not data:
+            return data, offset + len(data)
+        if job.kind == JobKind.command.value:
+            return data, offset + len(data)  # one process, no prefixes: all of it is rank 0
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            return b"", offset  # wait for the line to end
+        prefix = f"[rank{rank}]:".encode()
+        lines = [line for line in data[:end].splitlines(keepends=True) if line.startswith(prefix)]
+        return b"".join(lines), offset + end
+
+    def metrics(self, job: Job, since: int = 0, limit: int = 1000) -> dict:
+        """Points reported with :func:`aicloud.runtime.report` from point ``since`` on."""
+        points = []
+        try:
+            with open(Path(job.run_dir) / METRICS_FILE) as f:
+                for number, line in enumerate(f):
+                    if number >= since and line.endswith("\n"):
+                        points.append(json.loads(line))
+        except FileNotFoundError:
+            pass
+        latest = points[-1] if points else None
+        progress = None
+        if latest and latest.get("total"):
+            fraction = min(1.0, latest.get("step", 0) / latest["total"])
+            progress = {"step": latest.get("step"), "total": latest["total"], "fraction": fraction}
+        return {
+            "points": points[-limit:],
+            "next": since + len(points),
+            "latest": latest,
+            "progress": progress,
+        }
 
     # -- state changes ------------------------------------------------------------------------
 

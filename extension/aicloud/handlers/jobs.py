@@ -107,12 +107,12 @@ class JobLogsHandler(AICloudHandler):
         if rank is not None:
             rank = self.int_argument("rank", 0, 0, 1_000_000)
         follow = self.bool_argument("follow")
-        self.manager.log_path(job, rank)
+        self.manager.check_rank(job, rank)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         if not follow:
-            data = self.manager.read_log(job, offset, limit, rank)
-            self.set_header("X-Aicloud-Next-Offset", str(offset + len(data)))
+            data, next_offset = self.manager.read_log(job, offset, limit, rank)
+            self.set_header("X-Aicloud-Next-Offset", str(next_offset))
             self.set_header("X-Aicloud-Job-Status", job.status)
             self.finish(data, set_content_type="text/plain; charset=utf-8")
             return
@@ -123,12 +123,13 @@ class JobLogsHandler(AICloudHandler):
         while True:
             job = self.manager.get(job_id, self.owner)
             ended = JobStatus(job.status).terminal
-            data = self.manager.read_log(job, offset, LOG_CHUNK, rank)
+            data, next_offset = self.manager.read_log(job, offset, LOG_CHUNK, rank)
             try:
-                if data:
-                    offset += len(data)
-                    self.write(data)
-                    await self.flush()
+                if next_offset > offset:
+                    offset = next_offset
+                    if data:
+                        self.write(data)
+                        await self.flush()
                     continue
                 if ended:
                     break
@@ -139,9 +140,23 @@ class JobLogsHandler(AICloudHandler):
         self.finish(set_content_type="text/plain; charset=utf-8")
 
 
+class JobMetricsHandler(AICloudHandler):
+    """``/jobs/{id}/metrics``: what the job reported through ``aicloud.runtime.report``."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str):
+        """Points from ``since`` (a point index) on, the latest one, and the progress."""
+        job = self.manager.get(job_id, self.owner)
+        since = self.int_argument("since", 0, 0, 10**9)
+        limit = self.int_argument("limit", 1000, 1, 10_000)
+        self.write_json(self.manager.metrics(job, since, limit))
+
+
 default_handlers = [
     (rf"{API}/jobs", JobCollectionHandler),
     (rf"{API}/jobs/{JOB_ID}", JobHandler),
     (rf"{API}/jobs/{JOB_ID}/cancel", JobCancelHandler),
     (rf"{API}/jobs/{JOB_ID}/logs", JobLogsHandler),
+    (rf"{API}/jobs/{JOB_ID}/metrics", JobMetricsHandler),
 ]
