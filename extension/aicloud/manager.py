@@ -378,11 +378,22 @@ class JobManager(LoggingConfigurable):
                 f"not started within {self.start_timeout:g} s (the service stopped while starting)",
             )
             return
+        self._record_restarts(job, attempt)
         outcome = await self.backends[job.backend].poll(attempt.handle)
         if outcome is None:
             return
         code, reason = classify(outcome, spec.timeout_seconds)
         self._end_attempt(job.id, attempt.number, spec, code, reason, outcome.exit_code)
+
+    def _record_restarts(self, job: Job, attempt: Attempt) -> None:
+        """Copy the elastic restart count that :mod:`aicloud.runtime` wrote into the store."""
+        path = Path(job.run_dir) / f"attempt-{attempt.number}.restarts"
+        try:
+            restarts = int(path.read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return
+        if restarts != attempt.restarts:
+            self.store.update_attempt(job.id, attempt.number, {}, restarts=restarts)
 
     def _end_attempt(
         self,

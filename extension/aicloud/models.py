@@ -26,6 +26,7 @@ def attempt_model(attempt: Attempt) -> dict[str, Any]:
         "exit_code": attempt.exit_code,
         "reason_code": attempt.reason_code,
         "reason": attempt.reason,
+        "restarts": attempt.restarts,
     }
 
 
@@ -51,6 +52,7 @@ def job_model(job: Job) -> dict[str, Any]:
         "finished_at": isoformat(job.finished_at),
         "retry_at": isoformat(job.not_before),
         "attempt_count": job.attempt_count,
+        "restarts": sum(a.restarts for a in job.attempts),
         "attempts": [attempt_model(a) for a in job.attempts],
         "spec": spec,
     }

@@ -11,7 +11,7 @@ import re
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>Ki|Mi|Gi|Ti|K|M|G|T)?$")
@@ -30,8 +30,18 @@ MAX_MEMORY_BYTES = 64 * 2**40
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 SECRET_ENV_HINTS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
 
+
+
+def _no_nul(value: str) -> str:
+    """Refuse NUL, which no argv, path or environment value can hold."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL")
+    return value
+
+
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
-Argument = Annotated[str, Field(max_length=16_384)]
+Argument = Annotated[str, Field(max_length=16_384), AfterValidator(_no_nul)]
+EnvValue = Annotated[str, Field(max_length=32_768), AfterValidator(_no_nul)]
 
 
 class JobKind(str, Enum):
@@ -164,7 +174,7 @@ class JobSpec(StrictModel):
     cwd: Argument | None = Field(
         None, description="Working directory, relative to the server's root directory."
     )
-    env: dict[str, Annotated[str, Field(max_length=32_768)]] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
     tags: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
         default_factory=list, max_length=32
     )
@@ -190,13 +200,6 @@ class JobSpec(StrictModel):
                 raise ValueError(f"invalid environment variable name {name!r}")
             if name.startswith("AICLOUD_"):
                 raise ValueError(f"{name} is set by aicloud and cannot be overridden")
-        return value
-
-    @field_validator("cwd")
-    @classmethod
-    def _check_cwd(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL")
         return value
 
     @model_validator(mode="after")

@@ -26,6 +26,15 @@ def _env_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _nodes(text: str) -> tuple[int | None, int]:
+    """``N`` or ``MIN:MAX`` (elastic)."""
+    low, sep, high = text.partition(":")
+    try:
+        return (int(low) if sep else None), int(high if sep else low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -45,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--kind", choices=[k.value for k in JobKind], default="command")
     submit.add_argument("--framework", choices=[f.value for f in Framework], default="none")
     submit.add_argument("--module", "-m", help="run a Python module instead of a script")
-    submit.add_argument("--nodes", type=int)
+    submit.add_argument("--nodes", type=_nodes, help="nodes, or MIN:MAX for an elastic job")
     submit.add_argument("--procs-per-node", type=int)
     submit.add_argument("--gpus", type=int, help="accelerators per node")
     submit.add_argument("--accelerator", help="e.g. nvidia.com/gpu (default with --gpus)")
@@ -119,9 +128,13 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
             spec["args"] = [a for i, a in enumerate(argv[1:]) if not (i == 0 and a == "--")]
     resources = {
         key: getattr(args, key)
-        for key in ("nodes", "procs_per_node", "cpu", "memory", "profile")
+        for key in ("procs_per_node", "cpu", "memory", "profile")
         if getattr(args, key) is not None
     }
+    if args.nodes is not None:
+        resources["min_nodes"], resources["nodes"] = args.nodes
+        if resources["min_nodes"] is None:
+            del resources["min_nodes"]
     if args.gpus is not None:
         resources["accelerator_count"] = args.gpus
         resources["accelerator"] = args.accelerator or "nvidia.com/gpu"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aicloud.errors import InvalidSpec
 from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan, ProcessSpec
 from aicloud.launchers.command import CommandLauncher
+from aicloud.launchers.tensorflow import TensorFlowLauncher
 from aicloud.launchers.torch import TorchLauncher
 from aicloud.spec import JobSpec
 
-LAUNCHERS: tuple[type[Launcher], ...] = (CommandLauncher, TorchLauncher)
+LAUNCHERS: tuple[type[Launcher], ...] = (CommandLauncher, TorchLauncher, TensorFlowLauncher)
 
 
 def launcher_for(spec: JobSpec) -> Launcher:
