@@ -144,6 +144,7 @@ class JobManager(LoggingConfigurable):
             )
         cwd = self.resolve_cwd(spec)
         launcher_for(spec).validate(spec, cwd)
+        self.backends[spec.backend].validate(spec)
         job_id = new_job_id()
         run_dir = Path(self.runs_dir) / job_id
         job = Job(
@@ -297,6 +298,7 @@ class JobManager(LoggingConfigurable):
                     attempt_count=number,
                     started_at=job.started_at or utcnow(),
                     not_before=None,
+                    reason=None,
                 )
             )
             if result.rowcount != 1:
@@ -321,6 +323,12 @@ class JobManager(LoggingConfigurable):
         return env
 
     async def _launch(self, job: Job) -> None:
+        spec = JobSpec.model_validate(job.spec)
+        waiting = self.backends[job.backend].wait_reason(spec)
+        if waiting is not None:
+            if job.reason != waiting:
+                self.store.update_job(job.id, reason=waiting)
+            return
         if not self._claim(job):
             return
         number = job.attempt_count + 1
@@ -342,7 +350,7 @@ class JobManager(LoggingConfigurable):
                     ),
                 )
                 handle = await self.backends[job.backend].start(
-                    plan, run_dir, number, spec.timeout_seconds
+                    plan, run_dir, number, spec.timeout_seconds, spec
                 )
             except InvalidSpec as e:
                 self._end_attempt(job.id, number, spec, ReasonCode.user_error, e.message)

@@ -31,7 +31,6 @@ MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
 SECRET_ENV_HINTS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
 
 
-
 def _no_nul(value: str) -> str:
     """Refuse NUL, which no argv, path or environment value can hold."""
     if "\x00" in value:

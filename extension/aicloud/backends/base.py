@@ -50,10 +50,22 @@ class Backend(LoggingConfigurable):
         help="Seconds a cancelled or timed-out job gets between SIGTERM and SIGKILL.",
     )
 
+    def validate(self, spec) -> None:
+        """Raise :class:`aicloud.errors.InvalidSpec` for what this backend can never run."""
+
+    def wait_reason(self, spec) -> str | None:
+        """Why ``spec`` cannot start yet (busy accelerators, say), or None if it can."""
+        return None
+
     async def start(
-        self, plan: LaunchPlan, run_dir: Path, attempt: int, timeout_seconds: int | None
+        self,
+        plan: LaunchPlan,
+        run_dir: Path,
+        attempt: int,
+        timeout_seconds: int | None,
+        spec=None,
     ) -> dict[str, Any]:
-        """Start one attempt; return the handle that finds it again."""
+        """Start one attempt of ``spec`` as ``plan``; return the handle that finds it again."""
         raise NotImplementedError
 
     async def poll(self, handle: dict[str, Any]) -> AttemptExit | None:

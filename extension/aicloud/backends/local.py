@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -13,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from traitlets import Int
 
 from aicloud.backends import supervise
 from aicloud.backends.base import AttemptExit, Backend
+from aicloud.backends.gpus import GPU, GPULeases, split
+from aicloud.errors import InvalidSpec
 from aicloud.launchers import LaunchPlan
+from aicloud.resources import detect_gpus
+from aicloud.spec import JobSpec
 
 SUPERVISOR = Path(supervise.__file__)
 
@@ -62,17 +68,71 @@ class LocalBackend(Backend):
 
     name = "local"
 
+    max_processes = Int(
+        64, config=True, help="Most worker processes one job may start on this machine."
+    )
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._children: dict[int, subprocess.Popen] = {}
+        self.gpus = GPULeases(devices=[gpu["index"] for gpu in detect_gpus()])
+
+    def validate(self, spec: JobSpec) -> None:
+        """Refuse more processes or accelerators than this machine has."""
+        resources = spec.resources
+        if resources.world_size > self.max_processes:
+            raise InvalidSpec(
+                "resources",
+                f"{resources.world_size} processes (nodes x procs_per_node) exceed the local "
+                f"backend's limit of {self.max_processes}",
+            )
+        if resources.accelerator and resources.accelerator != GPU:
+            raise InvalidSpec(
+                "resources.accelerator",
+                f"the local backend has no {resources.accelerator}; use the kubernetes backend",
+            )
+        wanted = resources.accelerator_count * resources.nodes
+        if wanted > len(self.gpus.devices):
+            raise InvalidSpec(
+                "resources.accelerator_count",
+                f"the job asks for {wanted} {GPU} and this machine has {len(self.gpus.devices)}",
+            )
+
+    def wait_reason(self, spec: JobSpec) -> str | None:
+        """Wait while other attempts hold the GPUs this job needs."""
+        wanted = spec.resources.accelerator_count * spec.resources.nodes
+        if wanted and self.gpus.take(wanted) is None:
+            return f"waiting for {wanted} {GPU} ({len(self.gpus.free)} free)"
+        return None
+
+    def _assign_gpus(self, plan: LaunchPlan, spec: JobSpec) -> tuple[LaunchPlan, list[int]]:
+        """Give each worker process its share of the job's GPUs in CUDA_VISIBLE_DEVICES."""
+        wanted = spec.resources.accelerator_count * spec.resources.nodes
+        gpus = (self.gpus.take(wanted) or []) if wanted else []
+        workers = [p for p in plan.processes if not p.service]
+        shares = iter(split(gpus, len(workers)))
+        processes = []
+        for process in plan.processes:
+            visible = [] if process.service else next(shares)
+            env = {**process.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, visible))}
+            processes.append(dataclasses.replace(process, env=env))
+        return dataclasses.replace(plan, processes=processes), gpus
 
     async def start(
-        self, plan: LaunchPlan, run_dir: Path, attempt: int, timeout_seconds: int | None
+        self,
+        plan: LaunchPlan,
+        run_dir: Path,
+        attempt: int,
+        timeout_seconds: int | None,
+        spec: JobSpec | None = None,
     ) -> dict[str, Any]:
         """Start the supervisor with the plan's argv; return pid, start time and paths."""
         log = run_dir / "output.log"
         status = _status_path(run_dir, attempt)
         status.unlink(missing_ok=True)
+        gpus: list[int] = []
+        if spec is not None and self.gpus.devices:
+            plan, gpus = self._assign_gpus(plan, spec)
         plan_file = run_dir / f"attempt-{attempt}.plan.json"
         plan_json = plan.to_json()
         plan_json["banner"] = f"[aicloud] attempt {attempt}" if attempt > 1 else ""
@@ -106,8 +166,10 @@ class LocalBackend(Backend):
                 start_new_session=True,
             )
         self._children[child.pid] = child
+        self.gpus.hold(child.pid, gpus)
         create_time = psutil.Process(child.pid).create_time()
         return {
+            "gpus": gpus,
             "pid": child.pid,
             "create_time": create_time,
             "status_file": str(status),
@@ -124,9 +186,12 @@ class LocalBackend(Backend):
         self._reap(handle["pid"])
         status = _read_status(Path(handle["status_file"]))
         if status is not None:
+            self.gpus.release(handle["pid"])
             return status
         if find_process(handle) is not None:
+            self.gpus.hold(handle["pid"], handle.get("gpus", []))
             return None
+        self.gpus.release(handle["pid"])
         # The supervisor may have written its status between the two looks.
         status = _read_status(Path(handle["status_file"]))
         if status is not None:
@@ -155,3 +220,4 @@ class LocalBackend(Backend):
             os.killpg(process.pid, signal.SIGKILL)
         await asyncio.to_thread(psutil.wait_procs, gone_or_alive[1], timeout=5)
         self._reap(handle["pid"])
+        self.gpus.release(handle["pid"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from aicloud.errors import InvalidSpec
 from aicloud.spec import Framework, JobKind, JobSpec
 
 
@@ -119,6 +120,18 @@ def threads_per_process(processes: int) -> int:
     except AttributeError:
         cores = os.cpu_count() or 1
     return max(1, cores // max(1, processes))
+
+
+def check_script(spec: JobSpec, cwd: Path) -> None:
+    """Refuse a script that is not a file in ``cwd``, or whose path the system refuses."""
+    if spec.script is None:
+        return
+    try:
+        found = (cwd / spec.script).is_file()
+    except OSError as e:  # a name too long, no permission
+        raise InvalidSpec("script", f"{spec.script!r} cannot be used: {e.strerror}") from None
+    if not found:
+        raise InvalidSpec("script", f"{spec.script!r} not found in {cwd}")
 
 
 def python_entrypoint(spec: JobSpec, context: LaunchContext) -> list[str]:

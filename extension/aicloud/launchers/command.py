@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from aicloud.errors import InvalidSpec
-from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan, python_entrypoint
+from aicloud.launchers.base import (
+    LaunchContext,
+    Launcher,
+    LaunchPlan,
+    check_script,
+    python_entrypoint,
+)
 from aicloud.spec import Framework, JobKind, JobSpec
 
 
@@ -21,15 +27,7 @@ class CommandLauncher(Launcher):
             raise InvalidSpec(
                 "resources", "a command job runs one process; use kind 'train' for more"
             )
-        if spec.script is not None and not self._is_file(cwd, spec.script):
-            raise InvalidSpec("script", f"{spec.script!r} not found in {cwd}")
-
-    @staticmethod
-    def _is_file(cwd: Path, script: str) -> bool:
-        try:
-            return (cwd / script).is_file()
-        except OSError as e:  # a name too long, no permission
-            raise InvalidSpec("script", f"{script!r} cannot be used: {e.strerror}") from None
+        check_script(spec, cwd)
 
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
         """The argv as given, or ``python`` with the script, module or source."""

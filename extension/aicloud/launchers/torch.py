@@ -14,6 +14,7 @@ from aicloud.launchers.base import (
     Launcher,
     LaunchPlan,
     ProcessSpec,
+    check_script,
     python_entrypoint,
     threads_per_process,
 )
@@ -51,8 +52,7 @@ class TorchLauncher(Launcher):
         """A script, module or source; the script must exist."""
         if spec.command is not None:
             raise InvalidSpec("command", "train jobs run a script, module or source via torchrun")
-        if spec.script is not None and not (cwd / spec.script).is_file():
-            raise InvalidSpec("script", f"{spec.script!r} not found in {cwd}")
+        check_script(spec, cwd)
 
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
         """One agent per node; with several nodes, a rendezvous store beside them."""
