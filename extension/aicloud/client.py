@@ -164,6 +164,18 @@ class AICloudClient:
                 raise APIError(response.status_code, _message(response))
             yield from response.iter_bytes()
 
+    def metrics(self, job_id: str, since: int = 0) -> dict[str, Any]:
+        """What the job reported through ``aicloud.runtime.report``, and its progress."""
+        return self.request("GET", f"jobs/{job_id}/metrics", params={"since": since}).json()
+
+    def wait(self, job_id: str, interval: float = 0.5) -> dict[str, Any]:
+        """Block until the job has ended; return it."""
+        import time
+
+        while (job := self.get(job_id))["status"] not in ("succeeded", "failed", "cancelled"):
+            time.sleep(interval)
+        return job
+
     def status(self) -> dict[str, Any]:
         """The service's version, home and backends."""
         return self.request("GET", "status").json()
