@@ -52,6 +52,22 @@ def classify(outcome: AttemptExit, timeout_seconds: int | None) -> tuple[ReasonC
     return ReasonCode.user_error, f"exited with code {outcome.exit_code}"
 
 
+def metric_point(line: str) -> dict | None:
+    """A line of a metrics file as ``report`` writes it, or None.
+
+    Not-a-number and infinite values (a diverging loss) become null, which JSON can carry.
+    """
+    try:
+        point = json.loads(line, parse_constant=lambda _: None)
+    except ValueError:
+        return None
+    if not isinstance(point, dict) or not {"time", "rank", "restart"} <= point.keys():
+        return None
+    if not all(v is None or type(v) in (int, float) for v in point.values()):
+        return None
+    return point
+
+
 class JobManager(LoggingConfigurable):
     """Owns the life of every job. Handlers, the scheduler and tests all go through it."""
 
@@ -143,7 +159,7 @@ class JobManager(LoggingConfigurable):
                 + ", ".join(sorted(self.backends)),
             )
         cwd = self.resolve_cwd(spec)
-        launcher_for(spec).validate(spec, cwd)
+        launcher_for(spec, Path(self.root_dir)).validate(spec, cwd)
         self.backends[spec.backend].validate(spec)
         job_id = new_job_id()
         run_dir = Path(self.runs_dir) / job_id
@@ -259,23 +275,30 @@ class JobManager(LoggingConfigurable):
         return b"".join(lines), offset + end
 
     def metrics(self, job: Job, since: int = 0, limit: int = 1000) -> dict:
-        """Points reported with :func:`aicloud.runtime.report` from point ``since`` on."""
+        """Points reported with :func:`aicloud.runtime.report` from point ``since`` on.
+
+        The job owns the file: a line that is not a point counts, but is left out.
+        """
         points = []
+        count = 0
         try:
-            with open(Path(job.run_dir) / METRICS_FILE) as f:
+            with open(Path(job.run_dir) / METRICS_FILE, errors="replace") as f:
                 for number, line in enumerate(f):
                     if number >= since and line.endswith("\n"):
-                        points.append(json.loads(line))
+                        count += 1
+                        point = metric_point(line)
+                        if point is not None:
+                            points.append(point)
         except FileNotFoundError:
             pass
         latest = points[-1] if points else None
         progress = None
         if latest and latest.get("total"):
-            fraction = min(1.0, latest.get("step", 0) / latest["total"])
+            fraction = min(1.0, (latest.get("step") or 0) / latest["total"])
             progress = {"step": latest.get("step"), "total": latest["total"], "fraction": fraction}
         return {
             "points": points[-limit:],
-            "next": since + len(points),
+            "next": since + count,
             "latest": latest,
             "progress": progress,
         }
@@ -339,7 +362,7 @@ class JobManager(LoggingConfigurable):
             run_dir.mkdir(parents=True, exist_ok=True)
             try:
                 cwd = self.resolve_cwd(spec)
-                plan = launcher_for(spec).plan(
+                plan = launcher_for(spec, Path(self.root_dir)).plan(
                     spec,
                     LaunchContext(
                         job_id=job.id,
@@ -391,7 +414,21 @@ class JobManager(LoggingConfigurable):
         if outcome is None:
             return
         code, reason = classify(outcome, spec.timeout_seconds)
+        if code is ReasonCode.user_error:
+            reason = self._reason_from_job(job, attempt.number) or reason
         self._end_attempt(job.id, attempt.number, spec, code, reason, outcome.exit_code)
+
+    def _reason_from_job(self, job: Job, number: int) -> str | None:
+        """The reason a job gave for its failure (the notebook runner names the cell)."""
+        path = Path(job.run_dir) / f"attempt-{number}.reason"
+        try:
+            return path.read_text(errors="replace").strip()[:2000] or None
+        except FileNotFoundError:
+            return None
+
+    def outputs_dir(self, job: Job) -> Path:
+        """Where a job's output files (an executed notebook, its HTML) are kept."""
+        return Path(job.run_dir) / "outputs"
 
     def _record_restarts(self, job: Job, attempt: Attempt) -> None:
         """Copy the elastic restart count that :mod:`aicloud.runtime` wrote into the store."""

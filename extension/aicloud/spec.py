@@ -89,6 +89,7 @@ class ReasonCode(str, Enum):
     timeout = "timeout"
     cancelled = "cancelled"
     infrastructure = "infrastructure"
+    skipped = "skipped"
 
 
 class StrictModel(BaseModel):
@@ -169,6 +170,12 @@ class JobSpec(StrictModel):
     notebook: Argument | None = Field(None, description="A notebook path, relative to cwd.")
     args: list[Argument] = Field(default_factory=list, max_length=4096)
     parameters: dict[str, Any] = Field(default_factory=dict, description="Notebook parameters.")
+    kernel: str | None = Field(
+        None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Notebook jobs: the kernel to run in (default: the notebook's own).",
+    )
 
     cwd: Argument | None = Field(
         None, description="Working directory, relative to the server's root directory."
@@ -213,6 +220,8 @@ class JobSpec(StrictModel):
             raise ValueError("notebook is only for kind 'notebook'")
         if self.parameters and self.notebook is None:
             raise ValueError("parameters are only for notebook jobs")
+        if self.kernel and self.notebook is None:
+            raise ValueError("kernel is only for notebook jobs")
         if self.command is not None and self.args:
             raise ValueError("args go inside command when command is used")
         return self

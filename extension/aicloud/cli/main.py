@@ -273,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `aicloud logs JOB | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

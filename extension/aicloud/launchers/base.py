@@ -100,6 +100,9 @@ class Launcher:
     kinds: ClassVar[frozenset[JobKind]] = frozenset()
     frameworks: ClassVar[frozenset[Framework]] = frozenset()
 
+    def __init__(self, root_dir: Path | None = None):
+        self.root_dir = root_dir
+
     @classmethod
     def supports(cls, spec: JobSpec) -> bool:
         """Whether this launcher runs ``spec``."""

@@ -1,0 +1,67 @@
+"""The ``notebook`` kind: papermill runs the notebook with typed parameters, fresh kernel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aicloud.errors import InvalidSpec
+from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan
+from aicloud.notebooks import (
+    check_parameters,
+    notebook_kernel,
+    notebook_parameters,
+    read_notebook,
+    resolve_notebook,
+)
+from aicloud.spec import Framework, JobKind, JobSpec
+
+OUTPUTS = "outputs"
+
+
+def kernel_names() -> set[str]:
+    """The kernels this machine can start."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return set(KernelSpecManager().find_kernel_specs())
+
+
+class NotebookLauncher(Launcher):
+    """Plans one papermill run; outputs go to the run's ``outputs`` folder."""
+
+    kinds = frozenset({JobKind.notebook})
+    frameworks = frozenset(Framework)
+
+    def validate(self, spec: JobSpec, cwd: Path) -> None:
+        """The notebook exists inside the root, its parameters are known and well typed."""
+        if spec.resources.world_size != 1:
+            raise InvalidSpec("resources", "a notebook job runs in one kernel on one node")
+        path = resolve_notebook(self.root_dir or cwd, cwd, spec.notebook)
+        kernel = spec.kernel or notebook_kernel(read_notebook(path))
+        if kernel is None:
+            raise InvalidSpec("kernel", "the notebook names no kernel; give one")
+        if kernel not in kernel_names():
+            known = ", ".join(sorted(kernel_names()))
+            raise InvalidSpec("kernel", f"no kernel named {kernel!r}; installed: {known}")
+        check_parameters(spec.parameters, notebook_parameters(path))
+
+    def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
+        """``python -m aicloud.launchers.notebook_runner`` with the parameters in a file."""
+        notebook = (context.cwd / spec.notebook).resolve()
+        outputs = context.run_dir / OUTPUTS
+        outputs.mkdir(parents=True, exist_ok=True)
+        parameters = context.run_dir / "parameters.json"
+        parameters.write_text(json.dumps(spec.parameters))
+        argv = [
+            context.python,
+            "-m",
+            "aicloud.launchers.notebook_runner",
+            f"--input={notebook}",
+            f"--output={outputs / notebook.name}",
+            f"--html={outputs / notebook.with_suffix('.html').name}",
+            f"--parameters={parameters}",
+            f"--cwd={notebook.parent}",
+        ]
+        if spec.kernel:
+            argv.append(f"--kernel={spec.kernel}")
+        return LaunchPlan.single(argv, dict(context.env), context.cwd)
