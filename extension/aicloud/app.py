@@ -15,6 +15,8 @@ from aicloud._version import __version__
 from aicloud.backends import Backend
 from aicloud.handlers import default_handlers
 from aicloud.manager import JobManager
+from aicloud.notify import Notifier
+from aicloud.scheduler import Scheduler
 from aicloud.store import JobStore, make_engine, migrate
 
 BACKEND_GROUP = "aicloud.backends"
@@ -86,8 +88,13 @@ class AICloudApp(ExtensionApp):
             runs_dir=os.path.join(self.data_dir, "runs"),
             log=self.log,
         )
+        scheduler = Scheduler(
+            parent=self, manager=manager, notifier=Notifier(parent=self, log=self.log), log=self.log
+        )
+        manager.launch_gates.append(scheduler.launch_wait_reason)
         self.settings.update(
             aicloud_manager=manager,
+            aicloud_scheduler=scheduler,
             aicloud_owner=getpass.getuser(),
             aicloud_mode="standalone",
             aicloud_max_body_bytes=self.max_body_bytes,
@@ -116,9 +123,11 @@ class AICloudApp(ExtensionApp):
         manager = self.settings.get("aicloud_manager")
         if manager is not None:  # None when initialize_settings failed (logged by the server)
             manager.start()
+            self.settings["aicloud_scheduler"].start()
 
     async def stop_extension(self) -> None:
         """Stop following jobs; the jobs themselves keep running."""
         manager = self.settings.get("aicloud_manager")
         if manager is not None:
+            await self.settings["aicloud_scheduler"].stop()
             await manager.stop()

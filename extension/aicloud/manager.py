@@ -91,6 +91,22 @@ class JobManager(LoggingConfigurable):
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._busy: set[str] = set()  # jobs being started or cancelled by this process
+        self._listeners: list = []
+        self._pending: set[asyncio.Task] = set()
+        self.launch_gates: list = []  # callables: job -> why it must wait, or None
+
+    def add_listener(self, callback) -> None:
+        """Call ``await callback(job, event)`` on started, succeeded, failed and cancelled."""
+        self._listeners.append(callback)
+
+    def _emit(self, job_id: str, event: str) -> None:
+        if not self._listeners:
+            return
+        job = self.store.get_job(job_id)
+        for callback in self._listeners:
+            task = asyncio.create_task(callback(job, event))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -150,8 +166,8 @@ class JobManager(LoggingConfigurable):
             raise InvalidSpec("cwd", f"{spec.cwd!r} cannot be used: {reason}") from None
         return cwd
 
-    def submit(self, spec: JobSpec, owner: str) -> Job:
-        """Validate and store a job; it starts on the next tick (right away)."""
+    def validate(self, spec: JobSpec) -> Path:
+        """Everything that can be checked before a job is stored; returns its cwd."""
         if spec.backend not in self.backends:
             raise InvalidSpec(
                 "backend",
@@ -161,22 +177,42 @@ class JobManager(LoggingConfigurable):
         cwd = self.resolve_cwd(spec)
         launcher_for(spec, Path(self.root_dir)).validate(spec, cwd)
         self.backends[spec.backend].validate(spec)
+        return cwd
+
+    def _new_job(self, spec: JobSpec, owner: str, status: JobStatus, **links) -> Job:
         job_id = new_job_id()
-        run_dir = Path(self.runs_dir) / job_id
-        job = Job(
+        return Job(
             id=job_id,
             name=spec.name,
             owner=owner,
             kind=spec.kind.value,
             framework=spec.framework.value,
             backend=spec.backend,
-            status=JobStatus.queued.value,
+            status=status.value,
             spec=spec.model_dump(mode="json", exclude_defaults=True),
             idempotency_token=spec.idempotency_token,
             created_at=utcnow(),
-            run_dir=str(run_dir),
+            run_dir=str(Path(self.runs_dir) / job_id),
             attempt_count=0,
+            **links,
         )
+
+    def record(self, spec, owner, status, code, reason, **links) -> Job:
+        """Store a run that ended without starting (a skipped tick, say), for the history."""
+        job = self._new_job(spec, owner, status, **links)
+        job.reason_code, job.reason, job.finished_at = code.value, reason, job.created_at
+        job.idempotency_token = None
+        self.store.add_job(job, tags=spec.tags)
+        return job
+
+    def submit(self, spec: JobSpec, owner: str, **links) -> Job:
+        """Validate and store a job; it starts on the next tick (right away).
+
+        ``links`` (``schedule_id``, ``scheduled_for``) tie a run to its schedule's tick.
+        """
+        self.validate(spec)
+        job = self._new_job(spec, owner, JobStatus.queued, **links)
+        run_dir = Path(job.run_dir)
         try:
             self.store.add_job(job, tags=spec.tags)
         except DuplicateIdempotencyToken as e:
@@ -220,7 +256,7 @@ class JobManager(LoggingConfigurable):
                     reason_code=ReasonCode.cancelled.value,
                     reason="cancelled by request",
                 )
-            return self.store.update_job(
+            cancelled = self.store.update_job(
                 job.id,
                 status=JobStatus.cancelled.value,
                 reason_code=ReasonCode.cancelled.value,
@@ -228,6 +264,8 @@ class JobManager(LoggingConfigurable):
                 finished_at=utcnow(),
                 not_before=None,
             )
+            self._emit(job.id, "cancelled")
+            return cancelled
         finally:
             self._busy.discard(job.id)
 
@@ -347,7 +385,8 @@ class JobManager(LoggingConfigurable):
 
     async def _launch(self, job: Job) -> None:
         spec = JobSpec.model_validate(job.spec)
-        waiting = self.backends[job.backend].wait_reason(spec)
+        waiting = next((why for gate in self.launch_gates if (why := gate(job))), None)
+        waiting = waiting or self.backends[job.backend].wait_reason(spec)
         if waiting is not None:
             if job.reason != waiting:
                 self.store.update_job(job.id, reason=waiting)
@@ -391,6 +430,8 @@ class JobManager(LoggingConfigurable):
                 status=JobStatus.running.value,
                 handle=handle,
             )
+            if number == 1:
+                self._emit(job.id, "started")
         finally:
             self._busy.discard(job.id)
 
@@ -500,3 +541,5 @@ class JobManager(LoggingConfigurable):
             session.commit()
         if retry:
             self._wake.set()
+        else:
+            self._emit(job_id, attempt_status.value)

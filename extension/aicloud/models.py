@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from aicloud.spec import redacted_env
-from aicloud.store import Attempt, Job
+from aicloud.store import Attempt, Job, Schedule
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -54,5 +54,48 @@ def job_model(job: Job) -> dict[str, Any]:
         "attempt_count": job.attempt_count,
         "restarts": sum(a.restarts for a in job.attempts),
         "attempts": [attempt_model(a) for a in job.attempts],
+        "schedule_id": job.schedule_id,
+        "scheduled_for": isoformat(job.scheduled_for),
+        "pruned": job.pruned,
         "spec": spec,
+    }
+
+
+def masked_url(url: str | None) -> str | None:
+    """A webhook URL with its path and query hidden (they often carry a secret)."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    hidden = "/***" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}{hidden}"
+
+
+def schedule_model(schedule: Schedule) -> dict[str, Any]:
+    """The API form of a schedule. The job template's secrets and the webhook's path are hidden."""
+    spec = dict(schedule.spec)
+    if spec.get("env"):
+        spec["env"] = redacted_env(spec["env"])
+    return {
+        "id": schedule.id,
+        "name": schedule.name,
+        "owner": schedule.owner,
+        "job": spec,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "start_at": isoformat(schedule.start_at),
+        "end_at": isoformat(schedule.end_at),
+        "paused": schedule.paused,
+        "max_concurrent_runs": schedule.max_concurrent_runs,
+        "overlap": schedule.overlap,
+        "catch_up": schedule.catch_up,
+        "keep_last": schedule.keep_last,
+        "webhook_url": masked_url(schedule.webhook_url),
+        "snapshot": schedule.snapshot is not None,
+        "created_at": isoformat(schedule.created_at),
+        "updated_at": isoformat(schedule.updated_at),
+        "last_tick_at": isoformat(schedule.last_tick_at),
+        "next_tick_at": isoformat(schedule.next_tick_at),
+        "missed_ticks": schedule.missed_ticks,
     }

@@ -11,7 +11,15 @@ import re
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>Ki|Mi|Gi|Ti|K|M|G|T)?$")
@@ -241,3 +249,87 @@ def redacted_env(env: dict[str, str]) -> dict[str, str]:
         name: ("***" if any(hint in name.upper() for hint in SECRET_ENV_HINTS) else value)
         for name, value in env.items()
     }
+
+
+class Overlap(str, Enum):
+    """What a schedule does when a tick comes while ``max_concurrent_runs`` runs are active."""
+
+    queue = "queue"
+    skip = "skip"
+
+
+class CatchUp(str, Enum):
+    """Which ticks missed while the service was down fire when it is back."""
+
+    none = "none"
+    latest = "latest"
+    all = "all"
+
+
+WebhookURL = Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s/$.?#].[^\s]*$")]
+
+
+class ScheduleSpec(StrictModel):
+    """A job template and when to fire it: cron in an IANA time zone, with policies."""
+
+    name: ShortText | None = None
+    job: JobSpec
+    cron: str = Field(max_length=200, description="Five cron fields, in the time zone.")
+    timezone: str = Field("UTC", max_length=64)
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    paused: bool = False
+    max_concurrent_runs: int = Field(1, ge=1, le=100)
+    overlap: Overlap = Overlap.queue
+    catch_up: CatchUp = CatchUp.latest
+    keep_last: int | None = Field(None, ge=1, le=100_000)
+    webhook_url: WebhookURL | None = None
+    snapshot: bool = Field(False, description="Run the notebook as it was when scheduled.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from aicloud.cron import check_timezone
+
+        check_timezone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_window(self) -> ScheduleSpec:
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            raise ValueError("end_at must be after start_at")
+        if self.snapshot and self.job.notebook is None:
+            raise ValueError("snapshot is for notebook jobs")
+        return self
+
+
+class ScheduleUpdate(StrictModel):
+    """A partial change to a schedule (PATCH)."""
+
+    name: ShortText | None = None
+    job: JobSpec | None = None
+    cron: str | None = Field(None, max_length=200)
+    timezone: str | None = Field(None, max_length=64)
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    paused: bool | None = None
+    max_concurrent_runs: int | None = Field(None, ge=1, le=100)
+    overlap: Overlap | None = None
+    catch_up: CatchUp | None = None
+    keep_last: int | None = Field(None, ge=1, le=100_000)
+    webhook_url: WebhookURL | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        from aicloud.cron import check_timezone
+
+        if value is not None:
+            check_timezone(value)
+        return value
+
+
+class RunNow(StrictModel):
+    """Fire a schedule now, with parameter overrides for a notebook job."""
+
+    parameters: dict[str, Any] = Field(default_factory=dict)

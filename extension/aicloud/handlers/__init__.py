@@ -1,11 +1,12 @@
 """aicloud's REST API under ``/aicloud/api/v1``: every route table, in one list."""
 
-from aicloud.handlers import jobs, notebooks, service
+from aicloud.handlers import jobs, notebooks, schedules, service
 from aicloud.handlers.base import NotFoundHandler
 
 default_handlers = [
     *jobs.default_handlers,
     *notebooks.default_handlers,
+    *schedules.default_handlers,
     *service.default_handlers,
     # Last: any other path under the API (a malformed job id, say) gets a JSON 404.
     (rf"{jobs.API}(/.*)?", NotFoundHandler),

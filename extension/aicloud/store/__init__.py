@@ -2,7 +2,7 @@
 
 from aicloud.store.migrate import migrate
 from aicloud.store.store import DuplicateIdempotencyToken, JobStore, make_engine
-from aicloud.store.tables import Attempt, Job, JobTag, utcnow
+from aicloud.store.tables import Attempt, Job, JobTag, Schedule, utcnow
 
 __all__ = [
     "Attempt",
@@ -10,6 +10,7 @@ __all__ = [
     "Job",
     "JobStore",
     "JobTag",
+    "Schedule",
     "make_engine",
     "migrate",
     "utcnow",

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -67,6 +68,11 @@ class Job(Base):
     run_dir: Mapped[str | None] = mapped_column(Text)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    schedule_id: Mapped[str | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="SET NULL"), index=True
+    )
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pruned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     attempts: Mapped[list[Attempt]] = relationship(
         back_populates="job",
@@ -80,6 +86,8 @@ class Job(Base):
 
     __table_args__ = (
         UniqueConstraint("owner", "idempotency_token", name="uq_jobs_owner_idempotency_token"),
+        # One run per tick of a schedule, however many services fire it: exactly once.
+        UniqueConstraint("schedule_id", "scheduled_for", name="uq_jobs_schedule_tick"),
         Index("ix_jobs_owner_created_at_id", "owner", "created_at", "id"),
         Index("ix_jobs_created_at_id", "created_at", "id"),
     )
@@ -114,3 +122,30 @@ class JobTag(Base):
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(63), primary_key=True, index=True)
+
+
+class Schedule(Base):
+    """A job template fired on a cron schedule in a time zone."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    spec: Mapped[dict] = mapped_column(JSON)
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_concurrent_runs: Mapped[int] = mapped_column(Integer, default=1)
+    overlap: Mapped[str] = mapped_column(String(10), default="queue")
+    catch_up: Mapped[str] = mapped_column(String(10), default="latest")
+    keep_last: Mapped[int | None] = mapped_column(Integer)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    snapshot: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_tick_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    missed_ticks: Mapped[int] = mapped_column(Integer, default=0)

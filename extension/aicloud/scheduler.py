@@ -1,0 +1,431 @@
+"""The scheduler: turns schedules into jobs, exactly once per tick, whatever runs it.
+
+Each pass looks at the schedules whose next tick is due, works out the ticks since the last
+one it handled (in the schedule's time zone, see :mod:`aicloud.cron`), applies ``catch_up`` to
+ticks missed while the service was down, and inserts one job per tick to fire. The database
+decides: a unique ``(schedule_id, scheduled_for)`` makes a second insert of the same tick fail,
+and advancing a schedule is a conditional update, so any number of services over one database
+(SQLite or PostgreSQL) fire each tick once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from traitlets import Bool, Float, Instance
+from traitlets.config import LoggingConfigurable
+
+from aicloud.cron import check_cron, next_tick, ticks
+from aicloud.errors import AICloudError, InvalidSpec
+from aicloud.manager import JobManager
+from aicloud.notify import Notifier
+from aicloud.spec import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    CatchUp,
+    JobSpec,
+    JobStatus,
+    Overlap,
+    ReasonCode,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
+from aicloud.store import Job, Schedule, utcnow
+
+RUNNING = [JobStatus.starting.value, JobStatus.running.value]
+
+
+class ScheduleNotFound(AICloudError):
+    """No schedule with that id (or not one the caller may see)."""
+
+    status = 404
+
+    def __init__(self, schedule_id: str):
+        super().__init__(f"schedule {schedule_id!r} not found")
+
+
+class Scheduler(LoggingConfigurable):
+    """Fires schedules; CRUD on them; retention and notifications of their runs."""
+
+    manager = Instance(JobManager)
+    notifier = Instance(Notifier)
+    tick_interval = Float(1.0, config=True, help="Seconds between looks at due schedules.")
+    misfire_grace_seconds = Float(
+        60.0,
+        config=True,
+        help="A tick handled this late still counts as on time (catch_up 'none' fires it).",
+    )
+    allow_seconds = Bool(
+        False,
+        config=True,
+        help="Accept a sixth cron field for seconds (last, croniter style): for tests and demos.",
+    )
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._task: asyncio.Task | None = None
+        self.manager.add_listener(self._on_job_event)
+
+    @property
+    def store(self):
+        """The job store, shared with the manager."""
+        return self.manager.store
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start firing schedules."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="aicloud-scheduler")
+
+    async def stop(self) -> None:
+        """Stop firing schedules (and wait for pending notifications a little)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.notifier.close()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                self.log.exception("aicloud: error while firing schedules")
+            await asyncio.sleep(self.tick_interval)
+
+    # -- firing -------------------------------------------------------------------------------
+
+    def tick(self, now=None) -> int:
+        """Fire every due tick of every schedule; return how many jobs were created."""
+        now = now or utcnow()
+        with self.store.session() as session:
+            due = session.scalars(
+                select(Schedule).where(
+                    Schedule.paused.is_(False),
+                    Schedule.next_tick_at.is_not(None),
+                    Schedule.next_tick_at <= now,
+                )
+            ).all()
+        return sum(self._fire_due(schedule, now) for schedule in due)
+
+    def _fire_due(self, schedule: Schedule, now) -> int:
+        until = min(now, schedule.end_at) if schedule.end_at else now
+        after = schedule.last_tick_at
+        if schedule.start_at and schedule.start_at > after:
+            after = schedule.start_at - timedelta(microseconds=1)
+        due = ticks(schedule.cron, schedule.timezone, after, until)
+        if not due:
+            self._advance(schedule, schedule.last_tick_at, 0)
+            return 0
+        if schedule.catch_up == CatchUp.all.value:
+            fire = due
+        elif schedule.catch_up == CatchUp.latest.value:
+            fire = due[-1:]
+        else:
+            on_time = (now - due[-1]).total_seconds() <= self.misfire_grace_seconds
+            fire = due[-1:] if on_time else []
+        if not self._advance(schedule, due[-1], len(due) - len(fire)):
+            return 0  # another service handled these ticks
+        return sum(1 for tick in fire if self._fire(schedule, tick))
+
+    def _advance(self, schedule: Schedule, last, missed: int) -> bool:
+        """Move the schedule past ``last``, unless another service already did."""
+        following = next_tick(schedule.cron, schedule.timezone, last)
+        if following is not None and schedule.end_at and following > schedule.end_at:
+            following = None
+        with self.store.session() as session:
+            result = session.execute(
+                update(Schedule)
+                .where(Schedule.id == schedule.id, Schedule.last_tick_at == schedule.last_tick_at)
+                .values(
+                    last_tick_at=last,
+                    next_tick_at=following,
+                    missed_ticks=Schedule.missed_ticks + missed,
+                )
+            )
+            session.commit()
+        if missed:
+            self.log.warning("aicloud: schedule %s missed %d tick(s)", schedule.id, missed)
+        return result.rowcount == 1
+
+    def _fire(self, schedule: Schedule, tick, parameters: dict | None = None) -> Job | None:
+        """Create the job of one tick (or of a run now, with ``tick`` None)."""
+        spec = JobSpec.model_validate(schedule.spec)
+        if schedule.snapshot:
+            spec = spec.model_copy(update={"notebook": schedule.snapshot})
+        if parameters:
+            spec = spec.model_copy(update={"parameters": {**spec.parameters, **parameters}})
+            spec = JobSpec.model_validate(spec.model_dump())
+        links = {"schedule_id": schedule.id, "scheduled_for": tick}
+        if tick is not None and schedule.overlap == Overlap.skip.value:
+            active = self.active_runs(schedule.id, [s.value for s in ACTIVE_STATUSES])
+            if active >= schedule.max_concurrent_runs:
+                reason = (
+                    f"skipped: {active} run(s) still active "
+                    f"(max_concurrent_runs={schedule.max_concurrent_runs})"
+                )
+                return self._record(
+                    schedule, spec, tick, JobStatus.cancelled, ReasonCode.skipped, reason
+                )
+        try:
+            return self.manager.submit(spec, schedule.owner, **links)
+        except IntegrityError:
+            return None  # this tick was fired by another service
+        except AICloudError as e:
+            if tick is None:
+                raise
+            return self._record(
+                schedule,
+                spec,
+                tick,
+                JobStatus.failed,
+                ReasonCode.user_error,
+                f"cannot start: {e.message}",
+            )
+
+    def _record(self, schedule, spec, tick, status, code, reason) -> Job | None:
+        """A run that never started (skipped, or invalid at fire time), kept in the history."""
+        try:
+            return self.manager.record(
+                spec,
+                schedule.owner,
+                status,
+                code,
+                reason,
+                schedule_id=schedule.id,
+                scheduled_for=tick,
+            )
+        except IntegrityError:
+            return None
+
+    def active_runs(self, schedule_id: str, statuses: list[str]) -> int:
+        """How many runs of a schedule are in ``statuses``."""
+        with self.store.session() as session:
+            return session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.schedule_id == schedule_id, Job.status.in_(statuses))
+            )
+
+    def launch_wait_reason(self, job: Job) -> str | None:
+        """Why a queued run must wait: ``max_concurrent_runs`` of its schedule are running."""
+        if job.schedule_id is None:
+            return None
+        schedule = self.store_get(job.schedule_id)
+        if schedule is None:
+            return None
+        running = self.active_runs(job.schedule_id, RUNNING)
+        if running >= schedule.max_concurrent_runs:
+            return (
+                f"queued: {running} run(s) of schedule {schedule.id} running "
+                f"(max_concurrent_runs={schedule.max_concurrent_runs})"
+            )
+        return None
+
+    # -- retention and notifications ----------------------------------------------------------
+
+    async def _on_job_event(self, job: Job, event: str) -> None:
+        if job.schedule_id is None:
+            return
+        schedule = self.store_get(job.schedule_id)
+        if schedule is None:
+            return
+        if schedule.webhook_url:
+            self.notifier.send(schedule, job, event)
+        if JobStatus(job.status) in TERMINAL_STATUSES and schedule.keep_last:
+            self.prune(schedule)
+
+    def prune(self, schedule: Schedule) -> int:
+        """Delete the outputs of ended runs beyond ``keep_last``; rows stay, marked pruned."""
+        with self.store.session() as session:
+            old = session.scalars(
+                select(Job)
+                .where(
+                    Job.schedule_id == schedule.id,
+                    Job.status.in_([s.value for s in TERMINAL_STATUSES]),
+                )
+                .order_by(Job.created_at.desc(), Job.id.desc())
+                .offset(schedule.keep_last)
+            ).all()
+            stale = [job for job in old if not job.pruned]
+            for job in stale:
+                if job.run_dir:
+                    shutil.rmtree(job.run_dir, ignore_errors=True)
+                job.pruned = True
+            session.commit()
+        return len(stale)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def store_get(self, schedule_id: str) -> Schedule | None:
+        """A schedule by id, or None."""
+        with self.store.session() as session:
+            return session.get(Schedule, schedule_id)
+
+    def get(self, schedule_id: str, owner: str | None) -> Schedule:
+        """A schedule the caller may see."""
+        schedule = self.store_get(schedule_id)
+        if schedule is None or (owner is not None and schedule.owner != owner):
+            raise ScheduleNotFound(schedule_id)
+        return schedule
+
+    def list(self, owner: str | None, limit: int, offset: int) -> tuple[list[Schedule], int]:
+        """A page of schedules, newest first."""
+        query = select(Schedule)
+        if owner is not None:
+            query = query.where(Schedule.owner == owner)
+        with self.store.session() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = session.scalars(
+                query.order_by(Schedule.created_at.desc()).limit(limit).offset(offset)
+            ).all()
+        return list(rows), total or 0
+
+    def _check(self, spec: ScheduleSpec, owner: str) -> None:
+        try:
+            check_cron(spec.cron, self.allow_seconds)
+        except ValueError as e:
+            raise InvalidSpec("cron", str(e)) from None
+        self.manager.validate(spec.job)
+
+    def create(self, spec: ScheduleSpec, owner: str) -> Schedule:
+        """Validate the schedule and its job template, then store it."""
+        self._check(spec, owner)
+        now = utcnow()
+        schedule = Schedule(
+            id="sch-" + uuid.uuid4().hex[:12],
+            name=spec.name,
+            owner=owner,
+            spec=spec.job.model_dump(mode="json", exclude_defaults=True),
+            cron=spec.cron,
+            timezone=spec.timezone,
+            start_at=spec.start_at,
+            end_at=spec.end_at,
+            paused=spec.paused,
+            max_concurrent_runs=spec.max_concurrent_runs,
+            overlap=spec.overlap.value,
+            catch_up=spec.catch_up.value,
+            keep_last=spec.keep_last,
+            webhook_url=spec.webhook_url,
+            created_at=now,
+            updated_at=now,
+            last_tick_at=now,
+            missed_ticks=0,
+        )
+        if spec.snapshot:
+            schedule.snapshot = self._snapshot(schedule.id, spec.job)
+        schedule.next_tick_at = self._first_tick(schedule, now)
+        with self.store.session() as session:
+            session.add(schedule)
+            session.commit()
+        return schedule
+
+    def _first_tick(self, schedule: Schedule, after):
+        start = max(after, schedule.start_at) if schedule.start_at else after
+        following = next_tick(schedule.cron, schedule.timezone, start)
+        if following is not None and schedule.end_at and following > schedule.end_at:
+            return None
+        return following
+
+    def _snapshot(self, schedule_id: str, job: JobSpec) -> str:
+        """Copy the notebook as it is now; runs use the copy (inside the root directory)."""
+        root = Path(self.manager.root_dir)
+        source = self.manager.resolve_cwd(job) / job.notebook
+        folder = root / ".aicloud" / "snapshots" / schedule_id
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, folder / source.name)
+        cwd = self.manager.resolve_cwd(job)
+        return os.path.relpath(folder / source.name, cwd)
+
+    def update(self, schedule_id: str, owner: str | None, change: ScheduleUpdate) -> Schedule:
+        """Apply a partial change; resuming does not fire the ticks missed while paused."""
+        schedule = self.get(schedule_id, owner)
+        fields = change.model_dump(exclude_unset=True)
+        merged = ScheduleSpec.model_validate(
+            {
+                "name": schedule.name,
+                "job": schedule.spec,
+                "cron": schedule.cron,
+                "timezone": schedule.timezone,
+                "start_at": schedule.start_at,
+                "end_at": schedule.end_at,
+                "paused": schedule.paused,
+                "max_concurrent_runs": schedule.max_concurrent_runs,
+                "overlap": schedule.overlap,
+                "catch_up": schedule.catch_up,
+                "keep_last": schedule.keep_last,
+                "webhook_url": schedule.webhook_url,
+                **{k: v for k, v in fields.items() if k != "job"},
+                **({"job": change.job} if change.job is not None else {}),
+            }
+        )
+        self._check(merged, schedule.owner)
+        now = utcnow()
+        values = {
+            "name": merged.name,
+            "spec": merged.job.model_dump(mode="json", exclude_defaults=True),
+            "cron": merged.cron,
+            "timezone": merged.timezone,
+            "start_at": merged.start_at,
+            "end_at": merged.end_at,
+            "paused": merged.paused,
+            "max_concurrent_runs": merged.max_concurrent_runs,
+            "overlap": merged.overlap.value,
+            "catch_up": merged.catch_up.value,
+            "keep_last": merged.keep_last,
+            "webhook_url": merged.webhook_url,
+            "updated_at": now,
+        }
+        resumed = schedule.paused and not merged.paused
+        timing = {"cron", "timezone", "start_at", "end_at"} & fields.keys()
+        if resumed or timing:
+            values["last_tick_at"] = now
+            probe = Schedule(**{**values, "id": schedule.id})
+            values["next_tick_at"] = self._first_tick(probe, now)
+        with self.store.session() as session:
+            session.execute(update(Schedule).where(Schedule.id == schedule.id).values(**values))
+            session.commit()
+        return self.get(schedule_id, owner)
+
+    def delete(self, schedule_id: str, owner: str | None) -> None:
+        """Delete a schedule; its runs stay (unlinked) and keep running."""
+        schedule = self.get(schedule_id, owner)
+        with self.store.session() as session:
+            session.execute(
+                update(Job).where(Job.schedule_id == schedule.id).values(schedule_id=None)
+            )
+            session.delete(session.get(Schedule, schedule.id))
+            session.commit()
+        if schedule.snapshot:
+            shutil.rmtree(
+                Path(self.manager.root_dir) / ".aicloud" / "snapshots" / schedule.id,
+                ignore_errors=True,
+            )
+
+    def run_now(self, schedule_id: str, owner: str | None, parameters: dict) -> Job:
+        """Fire the schedule's job now, with parameter overrides."""
+        schedule = self.get(schedule_id, owner)
+        if parameters and JobSpec.model_validate(schedule.spec).notebook is None:
+            raise InvalidSpec("parameters", "only notebook jobs take parameters")
+        return self._fire(schedule, None, parameters)
+
+    def runs(self, schedule_id: str, owner: str | None, limit: int, offset: int):
+        """A page of a schedule's runs, newest first."""
+        schedule = self.get(schedule_id, owner)
+        with self.store.session() as session:
+            query = select(Job).where(Job.schedule_id == schedule.id)
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = session.scalars(
+                query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+            ).all()
+        return list(rows), total or 0
