@@ -176,6 +176,48 @@ class AICloudClient:
             time.sleep(interval)
         return job
 
+    def outputs(self, job_id: str) -> list[dict[str, Any]]:
+        """The files a job produced (an executed notebook and its HTML, say)."""
+        return self.request("GET", f"jobs/{job_id}/outputs").json()["outputs"]
+
+    def download(self, job_id: str, name: str) -> bytes:
+        """One output file of a job."""
+        return self.request("GET", f"jobs/{job_id}/outputs/{name}").content
+
+    def notebook_parameters(self, path: str) -> dict[str, Any]:
+        """A notebook's typed parameters and kernel."""
+        return self.request("GET", "notebooks/parameters", params={"path": path}).json()
+
+    def create_schedule(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create a schedule (the JSON form of :class:`aicloud.spec.ScheduleSpec`)."""
+        return self.request("POST", "schedules", json=spec).json()
+
+    def schedules(self, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        """A page of schedules."""
+        return self.request("GET", "schedules", params={"limit": limit, "offset": offset}).json()
+
+    def schedule(self, schedule_id: str) -> dict[str, Any]:
+        """One schedule."""
+        return self.request("GET", f"schedules/{schedule_id}").json()
+
+    def update_schedule(self, schedule_id: str, change: dict[str, Any]) -> dict[str, Any]:
+        """Change a schedule (``{"paused": true}`` pauses it)."""
+        return self.request("PATCH", f"schedules/{schedule_id}", json=change).json()
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule; its runs stay."""
+        self.request("DELETE", f"schedules/{schedule_id}")
+
+    def run_schedule(self, schedule_id: str, parameters: dict | None = None) -> dict[str, Any]:
+        """Fire a schedule now, with parameter overrides."""
+        body = {"parameters": parameters or {}}
+        return self.request("POST", f"schedules/{schedule_id}/run", json=body).json()
+
+    def schedule_runs(self, schedule_id: str, limit: int = 50, offset: int = 0) -> dict:
+        """A page of a schedule's runs."""
+        params = {"limit": limit, "offset": offset}
+        return self.request("GET", f"schedules/{schedule_id}/runs", params=params).json()
+
     def status(self) -> dict[str, Any]:
         """The service's version, home and backends."""
         return self.request("GET", "status").json()

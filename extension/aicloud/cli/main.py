@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from aicloud.cli import notebooks
 from aicloud.cli.format import job_summary, jobs_table
 from aicloud.client import AICloudClient, APIError, Connection, ServiceNotFound, discover
 from aicloud.spec import Framework, JobKind, JobStatus
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--rank", type=int)
     logs.add_argument("--json", action="store_true", help="print {log, next_offset} as JSON")
 
+    notebooks.add_parsers(commands)
+
     for name, text in (("status", "show the service"), ("resources", "show CPUs, memory, GPUs")):
         sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         sub.add_argument("--json", action="store_true")
@@ -191,6 +194,8 @@ def _wait(client: AICloudClient, job_id: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, client: AICloudClient) -> int:
     """Carry out one parsed command; return the exit code."""
+    if args.command in ("run", "outputs", "schedule"):
+        return notebooks.run_command(args, client)
     if args.command == "submit":
         job = client.submit(spec_from_args(args))
         if args.follow:
