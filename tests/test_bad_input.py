@@ -120,7 +120,7 @@ BAD_CLI = [
     ("env without =", ["submit", "--env", "NOVALUE", "--", "true"], 2, "expected NAME=VALUE"),
     ("cwd outside root", ["submit", "--cwd", "../..", "--", "true"], 1, "cwd: must stay inside"),
     ("unknown kind", ["submit", "--kind", "mine", "--", "true"], 2, "invalid choice: 'mine'"),
-    ("not an integer", ["submit", "--nodes", "two", "--", "true"], 2, "invalid int value"),
+    ("not an integer", ["submit", "--nodes", "two", "--", "true"], 2, "expected N or MIN:MAX"),
     ("nothing to run", ["submit"], 2, "nothing to run"),
     ("unknown backend", ["submit", "--backend", "kubernetes", "--", "true"], 1, "backend:"),
     ("unknown job", ["show", "job-nope"], 1, "job 'job-nope' not found (HTTP 404)"),

@@ -18,6 +18,7 @@ from aicloud.launchers.base import (
     Launcher,
     LaunchPlan,
     ProcessSpec,
+    check_script,
     python_entrypoint,
     threads_per_process,
 )
@@ -70,15 +71,7 @@ class TensorFlowLauncher(Launcher):
             raise InvalidSpec(
                 "resources.min_nodes", "TensorFlow jobs are not elastic; leave min_nodes unset"
             )
-        if spec.script is not None:
-            try:
-                found = (cwd / spec.script).is_file()
-            except OSError as e:  # a name too long, no permission
-                raise InvalidSpec(
-                    "script", f"{spec.script!r} cannot be used: {e.strerror}"
-                ) from None
-            if not found:
-                raise InvalidSpec("script", f"{spec.script!r} not found in {cwd}")
+        check_script(spec, cwd)
 
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
         """``worker-0`` (the chief) to ``worker-<N-1>``, each on a port of its own."""
