@@ -11,6 +11,9 @@ PORT ?= 8888
 .PHONY: setup up test lint format bench clean
 
 $(STAMP): pyproject.toml
+	@# The tests start a real PostgreSQL server: install Debian's when it is missing.
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[lab,test,dev]"
@@ -35,6 +38,9 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/elastic.py
+	$(BIN)/python bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -182,3 +182,58 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise TimeoutError(f"condition not met within {timeout} s")
+
+
+def _postgres_binary(name: str) -> str:
+    import glob
+    import shutil
+
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
+    )
+    if found is None:
+        raise RuntimeError(f"{name} not found: install PostgreSQL (make setup does)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server on loopback for this test session; its SQLAlchemy URL."""
+    import shutil
+    import tempfile
+
+    # Not under pytest's tmp dir: that is private to root, and PostgreSQL runs as postgres.
+    folder = Path(tempfile.mkdtemp(prefix="aicloud-postgres-"))
+    data = folder / "data"
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(
+        [*as_postgres, _postgres_binary("initdb"), "-D", str(data), "-A", "trust", "-U", "aicloud"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_postgres,
+            _postgres_binary("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    yield f"postgresql+psycopg://aicloud@127.0.0.1:{port}/postgres"
+    subprocess.run(
+        [*as_postgres, _postgres_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+        capture_output=True,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
