@@ -8,7 +8,19 @@ import pytest
 
 from tests.conftest import run_cli, wait_for
 
-COMMANDS = ["submit", "list", "show", "logs", "cancel", "delete", "status", "resources"]
+COMMANDS = [
+    "submit",
+    "list",
+    "show",
+    "logs",
+    "cancel",
+    "delete",
+    "status",
+    "resources",
+    "run",
+    "outputs",
+    "schedule",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -146,3 +158,47 @@ def test_unreachable_service():
     env = {"PATH": "/usr/bin:/bin", "AICLOUD_URL": f"http://127.0.0.1:{free_port()}/"}
     result = run_cli("list", env=env)
     assert result.returncode == 3 and "cannot reach the service" in result.stderr
+
+
+def test_schedule_commands(live_server):
+    env = live_server.env
+    created = run_cli(
+        "schedule",
+        "create",
+        "--cron",
+        "0 6 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--name",
+        "hello",
+        "--keep-last",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "echo hi",
+        env=env,
+    )
+    assert created.returncode == 0, created.stderr
+    schedule_id, _, _, next_run = created.stdout.split()
+    assert schedule_id.startswith("sch-") and next_run.endswith(":00:00.000Z")
+    listing = run_cli("schedule", "list", env=env).stdout.splitlines()
+    assert listing[0].split() == ["ID", "NAME", "CRON", "TZ", "NEXT", "MISSED"]
+    assert listing[1].split()[:2] == [schedule_id, "hello"]
+    shown = json.loads(run_cli("schedule", "show", schedule_id, "--json", env=env).stdout)
+    assert shown["job"] == {"name": "hello", "command": ["sh", "-c", "echo hi"]}
+    assert shown["name"] == "hello" and shown["keep_last"] == 3
+    assert run_cli("schedule", "pause", schedule_id, env=env).stdout.strip().endswith("paused")
+    resumed = run_cli("schedule", "resume", schedule_id, env=env).stdout
+    assert "next run" in resumed
+    job_id = run_cli("schedule", "run", schedule_id, env=env).stdout.strip()
+    assert run_cli("logs", "-f", job_id, env=env).stdout == "hi\n"
+    runs = run_cli("schedule", "runs", schedule_id, env=env).stdout.splitlines()
+    assert runs[1].split()[:3] == [job_id, "(run", "now)"]
+    bad = run_cli(
+        "schedule", "create", "--cron", "0 6 * * *", "--tz", "Nowhere/City", "--", "true", env=env
+    )
+    assert bad.returncode == 1 and "timezone: unknown time zone" in bad.stderr
+    assert run_cli("schedule", "delete", schedule_id, env=env).returncode == 0
+    gone = run_cli("schedule", "show", schedule_id, env=env)
+    assert gone.returncode == 1 and "not found (HTTP 404)" in gone.stderr
