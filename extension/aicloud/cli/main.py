@@ -235,7 +235,14 @@ def run(args: argparse.Namespace, client: AICloudClient) -> int:
         if args.follow:
             _follow(client, args.job_id, args.rank)
             return 0
-        data, next_offset = client.logs(args.job_id, rank=args.rank)
+        chunks, offset = [], 0
+        while True:  # the API answers at most 1 MiB at a time
+            chunk, next_offset = client.logs(args.job_id, offset=offset, rank=args.rank)
+            chunks.append(chunk)
+            if next_offset == offset:
+                break
+            offset = next_offset
+        data = b"".join(chunks)
         if args.json:
             _print_json({"log": data.decode(errors="replace"), "next_offset": next_offset})
         else:
