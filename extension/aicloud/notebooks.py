@@ -21,12 +21,16 @@ MAX_NOTEBOOK_BYTES = 50 * 2**20
 
 def resolve_notebook(root: Path, cwd: Path, path: str, field: str = "notebook") -> Path:
     """The notebook's absolute path, refused if outside ``root``, missing or not a notebook."""
-    candidate = (cwd / path).resolve()
-    root = root.resolve()
-    if candidate != root and root not in candidate.parents:
-        raise InvalidSpec(field, "must stay inside the server's root directory")
-    if not candidate.is_file():
-        raise InvalidSpec(field, f"{path!r} not found")
+    try:
+        candidate = (cwd / path).resolve()
+        root = root.resolve()
+        if candidate != root and root not in candidate.parents:
+            raise InvalidSpec(field, "must stay inside the server's root directory")
+        if not candidate.is_file():
+            raise InvalidSpec(field, f"{path!r} not found")
+    except (OSError, RuntimeError, ValueError) as e:  # too long, a symlink loop, a NUL
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise InvalidSpec(field, f"{path!r} cannot be used: {reason}") from None
     if candidate.suffix != ".ipynb":
         raise InvalidSpec(field, f"{path!r} is not a notebook (.ipynb)")
     if candidate.stat().st_size > MAX_NOTEBOOK_BYTES:
@@ -65,14 +69,22 @@ def _default(source: str) -> Any:
 
 def notebook_parameters(path: Path) -> list[dict[str, Any]]:
     """The typed parameters of a notebook's ``parameters`` cell, in order."""
+    from papermill.exceptions import PapermillException
     from papermill.inspection import _infer_parameters  # the public wrapper needs a kernel
     from papermill.iorw import load_notebook_node
 
     read_notebook(path)  # a clear error for a file that is not a notebook
     notebook = load_notebook_node(str(path))
     kernel = notebook_kernel(notebook) or "python3"
+    # The kernelspec's language is optional; without it, a notebook is taken to be Python.
+    info, spec = notebook.metadata.get("language_info", {}), notebook.metadata.get("kernelspec", {})
+    language = info.get("name") or spec.get("language") or "python"
+    try:
+        found = _infer_parameters(notebook, name=kernel, language=language)
+    except PapermillException as e:  # no translator for the kernel's language
+        raise InvalidSpec("notebook", f"{path.name!r}: {e}") from None
     parameters = []
-    for parameter in _infer_parameters(notebook, name=kernel):
+    for parameter in found:
         parameters.append(
             {
                 "name": parameter.name,
