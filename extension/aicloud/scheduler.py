@@ -18,6 +18,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from traitlets import Bool, Float, Instance
@@ -351,24 +352,32 @@ class Scheduler(LoggingConfigurable):
         """Apply a partial change; resuming does not fire the ticks missed while paused."""
         schedule = self.get(schedule_id, owner)
         fields = change.model_dump(exclude_unset=True)
-        merged = ScheduleSpec.model_validate(
-            {
-                "name": schedule.name,
-                "job": schedule.spec,
-                "cron": schedule.cron,
-                "timezone": schedule.timezone,
-                "start_at": schedule.start_at,
-                "end_at": schedule.end_at,
-                "paused": schedule.paused,
-                "max_concurrent_runs": schedule.max_concurrent_runs,
-                "overlap": schedule.overlap,
-                "catch_up": schedule.catch_up,
-                "keep_last": schedule.keep_last,
-                "webhook_url": schedule.webhook_url,
-                **{k: v for k, v in fields.items() if k != "job"},
-                **({"job": change.job} if change.job is not None else {}),
-            }
-        )
+        current = {
+            "name": schedule.name,
+            "job": schedule.spec,
+            "cron": schedule.cron,
+            "timezone": schedule.timezone,
+            "start_at": schedule.start_at,
+            "end_at": schedule.end_at,
+            "paused": schedule.paused,
+            "max_concurrent_runs": schedule.max_concurrent_runs,
+            "overlap": schedule.overlap,
+            "catch_up": schedule.catch_up,
+            "keep_last": schedule.keep_last,
+            "webhook_url": schedule.webhook_url,
+        }
+        try:
+            merged = ScheduleSpec.model_validate(
+                {
+                    **current,
+                    **{k: v for k, v in fields.items() if k != "job"},
+                    **({"job": change.job} if change.job is not None else {}),
+                }
+            )
+        except ValidationError as e:  # a null cron, say, or an end before the start
+            problem = e.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "schedule"
+            raise InvalidSpec(where, problem["msg"].removeprefix("Value error, ")) from None
         self._check(merged, schedule.owner)
         now = utcnow()
         values = {
