@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/elastic.py
 	$(BIN)/python bench/gpu_check.py
+	$(BIN)/python bench/notebook_jobs.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

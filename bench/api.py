@@ -17,86 +17,38 @@ Run: ``.venv/bin/python bench/api.py`` (or ``make bench``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import json
 import os
-import platform
 import shlex
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
-import psutil
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-import aicloud
+from _common import (
+    Server,
+    machine,
+    on_sigterm,
+    parse_time,
+    read_stamp,
+    summary,
+    wait_ended,
+)
 from aicloud.backends.local import SUPERVISOR
+from aicloud.launchers import LaunchPlan
 from aicloud.store import Attempt, Job, JobTag, make_engine, migrate, utcnow
 
-JUPYTER = str(Path(sys.executable).with_name("jupyter"))
 OUT = Path(__file__).resolve().parent / "out" / "api.json"
-TOKEN = "bench-token-0123456789"
 PAGE = 50
 PY_STAMP = "import sys, time; open(sys.argv[1], 'w').write(repr(time.time()))"
-
-
-# -- machine ----------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    """The CPU model named in /proc/cpuinfo, or what platform knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def machine() -> dict:
-    """CPU, memory, OS, Python and aicloud versions."""
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "aicloud": aicloud.__version__,
-    }
-
-
-# -- statistics -------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100), interpolated between closest ranks."""
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summary(values: list[float]) -> dict:
-    """p50, p90, p99, min and max of ``values`` (seconds), in milliseconds."""
-    ms = [v * 1000 for v in values]
-    return {
-        "n": len(ms),
-        "p50_ms": round(statistics.median(ms), 3),
-        "p90_ms": round(percentile(ms, 90), 3),
-        "p99_ms": round(percentile(ms, 99), 3),
-        "min_ms": round(min(ms), 3),
-        "max_ms": round(max(ms), 3),
-    }
 
 
 # -- seeding ----------------------------------------------------------------------------------
@@ -172,128 +124,6 @@ def seed(db_url: str, n: int, owner: str, runs_dir: Path) -> tuple[list[str], fl
     return [row["id"] for row in jobs], time.perf_counter() - began
 
 
-# -- server -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """A ``jupyter server`` with aicloud on loopback, all of its state under ``home``."""
-
-    home: Path
-    extra_args: tuple[str, ...] = ()
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    @property
-    def root_dir(self) -> Path:
-        """The server's root directory (jobs run here)."""
-        return self.home / "root"
-
-    @property
-    def data_dir(self) -> Path:
-        """aicloud's data directory: ``aicloud.db`` and ``runs/``."""
-        return self.home / "data"
-
-    @property
-    def db_url(self) -> str:
-        """The store the server will open (the default under ``data_dir``)."""
-        return f"sqlite:///{self.data_dir / 'aicloud.db'}"
-
-    @property
-    def api_url(self) -> str:
-        """Base URL of the aicloud API."""
-        return f"http://127.0.0.1:{self.port}/aicloud/api/v1/"
-
-    def prepare(self) -> None:
-        """Create the directories the server and the store need."""
-        for name in ("root", "data", "jupyter/config", "jupyter/data", "jupyter/runtime"):
-            (self.home / name).mkdir(parents=True, exist_ok=True)
-
-    def start(self, timeout: float = 60) -> None:
-        """Start the server and wait until the aicloud API answers."""
-        env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(self.home / "jupyter/config"),
-            "JUPYTER_DATA_DIR": str(self.home / "jupyter/data"),
-            "JUPYTER_RUNTIME_DIR": str(self.home / "jupyter/runtime"),
-        }
-        argv = [
-            JUPYTER,
-            "server",
-            "--no-browser",
-            "--allow-root",
-            f"--port={self.port}",
-            "--ServerApp.ip=127.0.0.1",
-            "--ServerApp.port_retries=0",
-            f"--ServerApp.root_dir={self.root_dir}",
-            f"--IdentityProvider.token={TOKEN}",
-            f"--AICloudApp.data_dir={self.data_dir}",
-            f"--AICloudApp.db_url={self.db_url}",
-            *self.extra_args,
-        ]
-        with open(self.home / "server.log", "ab") as log:
-            self.process = subprocess.Popen(
-                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self._wait_ready(timeout)
-
-    def _wait_ready(self, timeout: float) -> None:
-        headers = {"Authorization": f"token {TOKEN}"}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:{self.log()}")
-            with contextlib.suppress(httpx.TransportError):
-                code = httpx.get(self.api_url + "status", headers=headers).status_code
-                if code == 200:
-                    return
-                # Extensions load before the server listens: a 404 means aicloud failed to load.
-                raise RuntimeError(f"aicloud's API answers {code}; is it loaded?{self.log()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"server did not answer within {timeout} s:{self.log()}")
-
-    def log(self, lines: int = 40) -> str:
-        """The tail of the server's log, for error messages."""
-        text = (self.home / "server.log").read_text(errors="replace")
-        return "\n" + "\n".join(text.splitlines()[-lines:])
-
-    def client(self) -> httpx.Client:
-        """A keep-alive HTTP client for the aicloud API."""
-        return httpx.Client(
-            base_url=self.api_url, headers={"Authorization": f"token {TOKEN}"}, timeout=60
-        )
-
-    def stop(self) -> None:
-        """SIGTERM the server (SIGKILL after 20 s), then kill every process it left."""
-        if self.process is None:
-            return
-        try:
-            left = psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            left = []
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        for child in left:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        psutil.wait_procs(left, timeout=5)
-        self.process = None
-
-
 # -- reads ------------------------------------------------------------------------------------
 
 
@@ -346,34 +176,6 @@ def python_argv(stamp: Path) -> list[str]:
     return [sys.executable, "-c", PY_STAMP, str(stamp)]
 
 
-def read_stamp(stamp: Path, timeout: float = 30) -> float:
-    """The start time the command wrote to ``stamp``, once it is there."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            return float(stamp.read_text())
-        time.sleep(0.002)
-    raise TimeoutError(f"{stamp} was not written within {timeout} s")
-
-
-def parse_time(value: str) -> float:
-    """An API timestamp (ISO 8601, Z) as seconds since the epoch."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def wait_ended(client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
-    """The job's model once it has ended; raise unless it succeeded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"jobs/{job_id}").raise_for_status().json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            if job["status"] != "succeeded":
-                raise RuntimeError(f"job {job_id} {job['status']}: {job['reason']}")
-            return job
-        time.sleep(0.02)
-    raise TimeoutError(f"job {job_id} did not end within {timeout} s")
-
-
 def run_bare(argv: list[str], stamp: Path, work: Path) -> dict:
     """Seconds from just before a bare ``Popen`` until the command started."""
     began = time.time()
@@ -384,11 +186,14 @@ def run_bare(argv: list[str], stamp: Path, work: Path) -> dict:
 
 
 def run_supervised(argv: list[str], stamp: Path, work: Path) -> dict:
-    """The same under aicloud's supervisor, ``Popen``-ed as the local backend does it."""
+    """The same under aicloud's supervisor, plan file and ``Popen`` as the local backend does."""
     status = work / f"{stamp.name}.status.json"
-    supervisor = [sys.executable, "-I", "-S", str(SUPERVISOR), "--log", str(work / "log")]
-    supervisor += ["--status", str(status), "--", *argv]
+    plan_file = work / f"{stamp.name}.plan.json"
+    supervisor = [sys.executable, "-I", "-S", str(SUPERVISOR), "--plan", str(plan_file)]
+    supervisor += ["--log", str(work / "log"), "--status", str(status), "--timeout", "0"]
     began = time.time()
+    plan = LaunchPlan.single(argv, dict(os.environ), work).to_json()
+    plan_file.write_text(json.dumps({**plan, "banner": ""}))
     child = subprocess.Popen(supervisor, stdin=subprocess.DEVNULL, start_new_session=True)
     started = read_stamp(stamp)
     child.wait(timeout=30)
@@ -540,11 +345,6 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     finally:
         server.stop()
     return results
-
-
-def on_sigterm(signum, frame):
-    """Turn SIGTERM into SystemExit so that the server is stopped on the way out."""
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

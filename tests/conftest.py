@@ -31,7 +31,8 @@ def jp_server_config(aicloud_data_dir):
     """Enable aicloud in pytest-jupyter's server, with quick polling and a short grace."""
     return {
         "ServerApp": {"jpserver_extensions": {"aicloud": True}},
-        "AICloudApp": {"data_dir": str(aicloud_data_dir)},
+        # No warm notebook pool unless a test asks for one (test_notebook_pool does).
+        "AICloudApp": {"data_dir": str(aicloud_data_dir), "notebook_pool_size": 0},
         "JobManager": {"poll_interval": 0.05},
         "LocalBackend": {"cancel_grace_seconds": 1.0},
     }
@@ -98,6 +99,7 @@ class LiveServer:
                 f"--AICloudApp.data_dir={self.data_dir}",
                 "--JobManager.poll_interval=0.05",
                 "--LocalBackend.cancel_grace_seconds=1",
+                "--AICloudApp.notebook_pool_size=0",
                 *self.extra_args,
             ],
             env=env,

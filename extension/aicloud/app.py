@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import os
 from importlib.metadata import entry_points
@@ -9,11 +10,13 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Int, List, Unicode, default, validate
+from traitlets import Float, Int, List, Unicode, default, validate
 
 from aicloud._version import __version__
 from aicloud.backends import Backend
 from aicloud.handlers import default_handlers
+from aicloud.launchers import notebook_pool
+from aicloud.launchers.notebook import POOL_ENV
 from aicloud.manager import JobManager
 from aicloud.notify import Notifier
 from aicloud.scheduler import Scheduler
@@ -58,6 +61,20 @@ class AICloudApp(ExtensionApp):
     max_body_bytes = Int(
         1024 * 1024, config=True, help="Largest request body the REST API accepts, in bytes."
     )
+    notebook_pool_size = Int(
+        2,
+        config=True,
+        help="Warm notebook runners kept ready: processes that have imported papermill and "
+        "started a fresh python3 kernel, so that a notebook job starts in a fraction of a "
+        "second. Each serves one run, then exits and is replaced; kernels are never shared. "
+        "0 disables the pool (each notebook job then starts its own runner).",
+    )
+    notebook_pool_delay = Float(
+        2.0,
+        config=True,
+        help="Seconds after the server starts before the notebook pool starts warming up, so "
+        "that it does not slow the server's own start.",
+    )
 
     @default("data_dir")
     def _default_data_dir(self) -> str:
@@ -76,6 +93,11 @@ class AICloudApp(ExtensionApp):
     def initialize_settings(self) -> None:
         """Open (and migrate) the store, build the backends and the job manager."""
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        self._pool_socket = None
+        self._pool = None
+        self._pool_timer = None
+        if self.notebook_pool_size > 0:
+            self._pool_socket = notebook_pool.socket_path(self.data_dir)
         engine = make_engine(self.db_url)
         migrate(engine)
         backends = {name: load_backend_class(name)(parent=self) for name in self.backends}
@@ -112,7 +134,35 @@ class AICloudApp(ExtensionApp):
         token = getattr(self.serverapp.identity_provider, "token", "")
         if token:
             env["AICLOUD_TOKEN"] = token
+        if self._pool_socket is not None:  # read by the notebook launcher, not passed on
+            env[POOL_ENV] = str(self._pool_socket)
         return env
+
+    def _start_pool(self) -> None:
+        """Start the warm notebook pool (a detached process); notebook jobs work without it."""
+        self._pool_timer = None
+        try:
+            self._pool = notebook_pool.start(
+                self._pool_socket, self.notebook_pool_size, dict(os.environ)
+            )
+        except OSError as e:
+            self.log.warning("aicloud: no notebook pool at %s: %s", self._pool_socket, e)
+            return
+        self.log.info(
+            "aicloud: notebook pool of %d on %s (pid %d)",
+            self.notebook_pool_size,
+            self._pool_socket,
+            self._pool.pid,
+        )
+
+    async def _stop_pool(self) -> None:
+        """Stop the pool: idle runners end, runs in progress finish."""
+        if getattr(self, "_pool_timer", None) is not None:
+            self._pool_timer.cancel()
+            self._pool_timer = None
+        pool, self._pool = getattr(self, "_pool", None), None
+        if pool is not None:
+            await asyncio.to_thread(notebook_pool.stop, pool)
 
     def initialize_handlers(self) -> None:
         """Register the REST API."""
@@ -124,9 +174,13 @@ class AICloudApp(ExtensionApp):
         if manager is not None:  # None when initialize_settings failed (logged by the server)
             manager.start()
             self.settings["aicloud_scheduler"].start()
+            if self._pool_socket is not None:
+                loop = asyncio.get_running_loop()
+                self._pool_timer = loop.call_later(self.notebook_pool_delay, self._start_pool)
 
     async def stop_extension(self) -> None:
-        """Stop following jobs; the jobs themselves keep running."""
+        """Stop following jobs and the notebook pool; the jobs themselves keep running."""
+        await self._stop_pool()
         manager = self.settings.get("aicloud_manager")
         if manager is not None:
             await self.settings["aicloud_scheduler"].stop()

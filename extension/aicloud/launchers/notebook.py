@@ -1,8 +1,15 @@
-"""The ``notebook`` kind: papermill runs the notebook with typed parameters, fresh kernel."""
+"""The ``notebook`` kind: papermill runs the notebook with typed parameters, fresh kernel.
+
+When the server runs a warm pool (:mod:`aicloud.launchers.notebook_pool`) it puts the pool's
+socket in the job environment as ``AICLOUD_NOTEBOOK_POOL``; a local job's process is then the
+pool's thin client, which runs the plain runner itself if the pool cannot take the run.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 from aicloud.errors import InvalidSpec
@@ -17,6 +24,16 @@ from aicloud.notebooks import (
 from aicloud.spec import Framework, JobKind, JobSpec
 
 OUTPUTS = "outputs"
+POOL_ENV = "AICLOUD_NOTEBOOK_POOL"
+CLIENT = Path(__file__).with_name("notebook_client.py")
+
+
+def is_socket(path: str) -> bool:
+    """Whether ``path`` is a unix socket (a pool that is, or was, listening)."""
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def kernel_names() -> set[str]:
@@ -46,7 +63,11 @@ class NotebookLauncher(Launcher):
         check_parameters(spec.parameters, notebook_parameters(path))
 
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
-        """``python -m aicloud.launchers.notebook_runner`` with the parameters in a file."""
+        """``python -m aicloud.launchers.notebook_runner`` with the parameters in a file.
+
+        Behind the pool's client when ``AICLOUD_NOTEBOOK_POOL`` names a socket and the job
+        runs on this machine; the variable itself is not passed on to the job.
+        """
         notebook = (context.cwd / spec.notebook).resolve()
         outputs = context.run_dir / OUTPUTS
         outputs.mkdir(parents=True, exist_ok=True)
@@ -64,4 +85,8 @@ class NotebookLauncher(Launcher):
         ]
         if spec.kernel:
             argv.append(f"--kernel={spec.kernel}")
-        return LaunchPlan.single(argv, dict(context.env), context.cwd)
+        env = dict(context.env)
+        pool = env.pop(POOL_ENV, "")
+        if pool and spec.backend == "local" and is_socket(pool):
+            argv = [context.python, "-I", "-S", str(CLIENT), "--socket", pool, "--", *argv]
+        return LaunchPlan.single(argv, env, context.cwd)

@@ -4,17 +4,24 @@ A fresh kernel per run. Cell outputs stream into the job's log as they happen, p
 done of total, current cell) goes through :func:`aicloud.runtime.report`, and the output
 notebook and its HTML copy land in the run's outputs folder. On failure the output notebook
 keeps papermill's error cells, and the job's reason names the failing cell and the exception.
+
+:func:`execute` and :func:`export_outputs` are shared with the warm runners of
+:mod:`aicloud.launchers.notebook_pool`, which pass in a kernel that they started before the run
+was asked for, and shut it down while the HTML is exported; the rest is the same code.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 from pathlib import Path
 
 from aicloud import runtime
+
+ENGINE = "aicloud"
 
 
 def progress_engine():
@@ -45,13 +52,31 @@ def progress_engine():
     return ProgressEngine
 
 
+@functools.cache
+def html_exporter():
+    """One HTML exporter per process: its templates compile on first use (~1 s)."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter()
+
+
 def export_html(notebook_path: Path, html_path: Path) -> None:
     """An HTML copy of the executed notebook."""
     import nbformat
-    from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook_path, as_version=4))
+    body, _ = html_exporter().from_notebook_node(nbformat.read(notebook_path, as_version=4))
     html_path.write_text(body)
+
+
+def warm_up() -> None:
+    """Import papermill and compile the HTML templates now, so that a later run starts fast."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    from papermill.engines import papermill_engines
+
+    papermill_engines.register(ENGINE, progress_engine())
+    notebook = new_notebook(cells=[new_code_cell("1")])
+    html_exporter().from_notebook_node(nbformat.from_dict(notebook))
 
 
 def write_reason(text: str) -> None:
@@ -62,8 +87,8 @@ def write_reason(text: str) -> None:
         (directory / f"attempt-{attempt}.reason").write_text(text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Execute the notebook; exit 1 when a cell fails."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The runner's options (exits 2 with a usage message on bad ones, like any CLI)."""
     parser = argparse.ArgumentParser(prog="aicloud-notebook-runner")
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
@@ -71,17 +96,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parameters", required=True, help="a JSON file")
     parser.add_argument("--kernel")
     parser.add_argument("--cwd", required=True)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def execute(args: argparse.Namespace, km=None) -> int:
+    """Execute the notebook with papermill; 1 when a cell fails (the reason is written), else 0.
+
+    Parameters
+    ----------
+    args
+        The options of :func:`parse_args`.
+    km
+        A started ``AsyncKernelManager`` to run in (papermill hands it to nbclient, which then
+        neither starts nor stops a kernel); None starts and stops a fresh kernel for this run.
+    """
     import papermill
     from papermill.engines import papermill_engines
     from papermill.exceptions import PapermillExecutionError
 
-    papermill_engines.register("aicloud", progress_engine())
+    papermill_engines.register(ENGINE, progress_engine())
     parameters = json.loads(Path(args.parameters).read_text())
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    code = 0
+    kernel = {} if km is None else {"km": km}
     try:
         papermill.execute_notebook(
             args.input,
@@ -89,19 +126,37 @@ def main(argv: list[str] | None = None) -> int:
             parameters=parameters,
             kernel_name=args.kernel,
             cwd=args.cwd,
-            engine_name="aicloud",
+            engine_name=ENGINE,
             progress_bar=False,
             stdout_file=sys.stdout,
             stderr_file=sys.stderr,
+            **kernel,
         )
     except PapermillExecutionError as e:
         where = f"cell {e.exec_count}" if e.exec_count else f"cell #{e.cell_index}"
         write_reason(f"{where} raised {e.ename}: {e.evalue}")
         print(f"[aicloud] {where} raised {e.ename}: {e.evalue}", file=sys.stderr)
-        code = 1
+        return 1
+    return 0
+
+
+def export_outputs(args: argparse.Namespace) -> None:
+    """The HTML copy of the output notebook, if there is one (also after a failed cell)."""
+    output = Path(args.output)
     if output.exists():
         export_html(output, Path(args.html))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute the notebook in a fresh kernel and export the HTML; the exit code."""
+    code = execute(args)
+    export_outputs(args)
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Execute the notebook in a fresh kernel; exit 1 when a cell fails."""
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
