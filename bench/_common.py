@@ -349,22 +349,29 @@ def clean_env(drop: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def stop_group(process: subprocess.Popen, grace: float = 10) -> None:
-    """SIGTERM a process started with ``start_new_session``, its group and descendants.
+    """SIGTERM a process (its whole group if it leads one), then SIGKILL what is left.
 
     SIGKILL after ``grace`` seconds for whatever is left, including descendants that moved to
     sessions of their own (torchrun starts its workers in new sessions).
     """
     try:
         left = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        left = []
+        leader = os.getpgid(process.pid) == process.pid
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        left, leader = [], False
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+            if leader:
+                os.killpg(process.pid, signal.SIGTERM)
+            else:
+                process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=grace)
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+        if leader:
+            os.killpg(process.pid, signal.SIGKILL)
+        elif process.poll() is None:
+            process.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
     for child in left:
