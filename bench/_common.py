@@ -8,6 +8,7 @@ directory; ``stop()`` leaves no process behind. ``on_sigterm`` turns SIGTERM (an
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -389,3 +390,10 @@ def handle_signals() -> None:
     """SIGTERM and SIGHUP end the benchmark through ``finally`` blocks, like Ctrl-C does."""
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGHUP, on_sigterm)
+
+
+def save_results(results: dict, out: Path) -> None:
+    """Write a benchmark's results as JSON to ``out`` and say where, with the wall time."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwall time {results['wall_seconds']} s; JSON in {out}")

@@ -39,6 +39,7 @@ from _common import (
     on_sigterm,
     parse_time,
     read_stamp,
+    save_results,
     summary,
     wait_ended,
 )
@@ -356,9 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args, Path(tmp))
     results["wall_seconds"] = round(time.perf_counter() - began, 1)
     print_report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwall time {results['wall_seconds']} s; JSON in {args.out}")
+    save_results(results, args.out)
     return 0
 
 

@@ -46,6 +46,7 @@ from _common import (
     machine,
     now_iso,
     running_server,
+    save_results,
     submit_job,
     wait_terminal,
 )
@@ -316,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print_summary("aicloud.runtime.init_distributed()", results["init_distributed"]["summary"])
     if "plain_init" in results:
         print_summary('plain init_process_group("gloo")', results["plain_init"]["summary"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwall time {results['wall_seconds']} s; JSON in {args.out}")
+    save_results(results, args.out)
     return 0
 
 

@@ -32,6 +32,7 @@ from _common import (
     machine,
     now_iso,
     running_server,
+    save_results,
 )
 from aicloud.launchers.base import threads_per_process
 from train_overhead import THREAD_VARIABLES, WORKLOADS, aicloud_launch, one_run, torch_bare
@@ -167,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     results["summary"] = summarize(results["runs"])
     results["wall_seconds"] = round(time.perf_counter() - began, 1)
     print_report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwall time {results['wall_seconds']} s; JSON in {args.out}")
+    save_results(results, args.out)
     return 0
 
 

@@ -43,6 +43,7 @@ from _common import (
     now_iso,
     parse_time,
     running_server,
+    save_results,
     submit_job,
     summary,
     wait_terminal,
@@ -304,9 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run(args, Path(tmp))
     results["wall_seconds"] = round(time.perf_counter() - began, 1)
     print_report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwall time {results['wall_seconds']} s; JSON in {args.out}")
+    save_results(results, args.out)
     return 0
 
 

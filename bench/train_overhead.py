@@ -47,6 +47,7 @@ from _common import (
     now_iso,
     parse_time,
     running_server,
+    save_results,
     stop_group,
     submit_job,
     wait_terminal,
@@ -386,9 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("torch", "tensorflow"):
         if name in results:
             print_framework(name, results[name])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwall time {results['wall_seconds']} s; JSON in {args.out}")
+    save_results(results, args.out)
     return 0
 
 
