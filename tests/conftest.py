@@ -28,12 +28,11 @@ def aicloud_data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def jp_server_config(aicloud_data_dir):
-    """Enable aicloud in pytest-jupyter's server, with quick polling and a short grace."""
+    """Enable aicloud in pytest-jupyter's server, with a short cancel grace."""
     return {
         "ServerApp": {"jpserver_extensions": {"aicloud": True}},
         # No warm notebook pool unless a test asks for one (test_notebook_pool does).
         "AICloudApp": {"data_dir": str(aicloud_data_dir), "notebook_pool_size": 0},
-        "JobManager": {"poll_interval": 0.05},
         "LocalBackend": {"cancel_grace_seconds": 1.0},
     }
 
@@ -97,7 +96,6 @@ class LiveServer:
                 f"--ServerApp.root_dir={self.root_dir}",
                 f"--IdentityProvider.token={self.token}",
                 f"--AICloudApp.data_dir={self.data_dir}",
-                "--JobManager.poll_interval=0.05",
                 "--LocalBackend.cancel_grace_seconds=1",
                 "--AICloudApp.notebook_pool_size=0",
                 *self.extra_args,

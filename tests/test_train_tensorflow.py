@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
 from aicloud.launchers import LaunchContext, launcher_for
@@ -284,3 +286,32 @@ async def test_a_failing_worker_fails_the_job(jp_fetch):
     log = await job_log(jp_fetch, job["id"])
     assert job["status"] == "failed" and job["exit_code"] == 1, job
     assert "[rank1]:worker 1 gives up\n" in log
+
+
+async def test_cancel_reaches_workers_in_their_own_sessions(jp_fetch, jp_root_dir):
+    """Each worker leads a session (a CPU share of its own, as torchrun's workers do); a
+    cancel still gives each its SIGTERM, and nothing is left afterwards."""
+    code = (
+        "import os, pathlib, signal, sys, time\n"
+        "from aicloud import runtime\n"
+        "def stop(signum, frame):\n"
+        "    pathlib.Path(f'term-{runtime.rank()}').write_text(str(os.getsid(0) == os.getpid()))\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    job = await submit(jp_fetch, {**TF, "source": code, "resources": {"nodes": 2}})
+    for _ in range(300):
+        if ((await job_log(jp_fetch, job["id"])) or "").count("ready") == 2:
+            break
+        await asyncio.sleep(0.05)
+    status, cancelled = await api(jp_fetch, "POST", "jobs", job["id"], "cancel")
+    assert status == 200 and cancelled["status"] == "cancelled"
+    assert [(jp_root_dir / f"term-{rank}").read_text() for rank in (0, 1)] == ["True", "True"]
+    left = [
+        p
+        for p in psutil.process_iter(["environ"])
+        if (p.info["environ"] or {}).get("AICLOUD_JOB_ID") == job["id"]
+    ]
+    assert left == []

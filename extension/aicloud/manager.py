@@ -75,7 +75,12 @@ class JobManager(LoggingConfigurable):
     root_dir = Unicode(help="Directory that job working directories must stay inside.")
     runs_dir = Unicode(help="Directory holding one run directory per job.")
     poll_interval = Float(
-        0.2, config=True, help="Seconds between looks at running attempts and the queue."
+        1.0,
+        config=True,
+        help="Most seconds between looks at running attempts and the queue. Backends that can "
+        "(the local one) wake the manager the moment an attempt ends, and a retry's wait is "
+        "timed exactly, so this only bounds how late other changes are seen: restart counts, "
+        "and jobs queued by another server that shares the store.",
     )
     start_timeout = Float(
         120.0,
@@ -89,6 +94,7 @@ class JobManager(LoggingConfigurable):
         self.backends = backends
         self.service_env = service_env
         self._wake = asyncio.Event()
+        self._next_due = None  # the earliest ``not_before`` of a queued job
         self._task: asyncio.Task | None = None
         self._busy: set[str] = set()  # jobs being started or cancelled by this process
         self._listeners: list = []
@@ -123,6 +129,8 @@ class JobManager(LoggingConfigurable):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for backend in self.backends.values():
+            backend.unwatch_all()
 
     async def _follow(self) -> None:
         while True:
@@ -131,18 +139,31 @@ class JobManager(LoggingConfigurable):
             except Exception:
                 self.log.exception("aicloud: error while following jobs")
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), self._sleep_time())
             self._wake.clear()
+
+    def wake(self) -> None:
+        """Look at the jobs now (an attempt ended, a job was submitted or cancelled)."""
+        self._wake.set()
+
+    def _sleep_time(self) -> float:
+        """Until the next look: the poll interval, or sooner when a retry falls due."""
+        if self._next_due is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, (self._next_due - utcnow()).total_seconds()))
 
     async def tick(self) -> None:
         """Start due queued jobs and collect ended attempts."""
         now = utcnow()
+        self._next_due = None
         for job in self.store.active_jobs(s.value for s in ACTIVE_STATUSES):
             if job.id in self._busy:
                 continue
             if job.status == JobStatus.queued:
                 if job.not_before is None or job.not_before <= now:
                     await self._launch(job)
+                elif self._next_due is None or job.not_before < self._next_due:
+                    self._next_due = job.not_before
             else:
                 await self._check(job)
 
@@ -218,7 +239,7 @@ class JobManager(LoggingConfigurable):
         except DuplicateIdempotencyToken as e:
             raise JobConflict(f"idempotency_token: already used by job {e.job_id}") from None
         run_dir.mkdir(parents=True, exist_ok=True)
-        self._wake.set()
+        self.wake()
         return job
 
     def get(self, job_id: str, owner: str | None) -> Job:
@@ -430,6 +451,7 @@ class JobManager(LoggingConfigurable):
                 status=JobStatus.running.value,
                 handle=handle,
             )
+            self.backends[job.backend].watch(handle, self.wake)
             if number == 1:
                 self._emit(job.id, "started")
         finally:
@@ -451,8 +473,10 @@ class JobManager(LoggingConfigurable):
             )
             return
         self._record_restarts(job, attempt)
-        outcome = await self.backends[job.backend].poll(attempt.handle)
+        backend = self.backends[job.backend]
+        outcome = await backend.poll(attempt.handle)
         if outcome is None:
+            backend.watch(attempt.handle, self.wake)
             return
         code, reason = classify(outcome, spec.timeout_seconds)
         if code is ReasonCode.user_error:
@@ -539,7 +563,6 @@ class JobManager(LoggingConfigurable):
                 .values(**job_fields)
             )
             session.commit()
-        if retry:
-            self._wake.set()
-        else:
+        self.wake()  # time the retry, or start jobs that waited for this one's resources
+        if not retry:
             self._emit(job_id, attempt_status.value)

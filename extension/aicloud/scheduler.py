@@ -58,7 +58,13 @@ class Scheduler(LoggingConfigurable):
 
     manager = Instance(JobManager)
     notifier = Instance(Notifier)
-    tick_interval = Float(1.0, config=True, help="Seconds between looks at due schedules.")
+    tick_interval = Float(
+        10.0,
+        config=True,
+        help="Most seconds between looks at due schedules. The scheduler sleeps until the next "
+        "tick falls due and wakes when this server changes a schedule, so this only bounds how "
+        "late it sees schedules that another server sharing the store created or resumed.",
+    )
     misfire_grace_seconds = Float(
         60.0,
         config=True,
@@ -73,6 +79,7 @@ class Scheduler(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
         self.manager.add_listener(self._on_job_event)
 
     @property
@@ -102,7 +109,23 @@ class Scheduler(LoggingConfigurable):
                 self.tick()
             except Exception:
                 self.log.exception("aicloud: error while firing schedules")
-            await asyncio.sleep(self.tick_interval)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._sleep_time())
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Look at the schedules now (one was created, changed or resumed)."""
+        self._wake.set()
+
+    def _sleep_time(self) -> float:
+        """Seconds until the earliest tick of an active schedule, at most ``tick_interval``."""
+        with self.store.session() as session:
+            due = session.scalar(
+                select(func.min(Schedule.next_tick_at)).where(Schedule.paused.is_(False))
+            )
+        if due is None:
+            return self.tick_interval
+        return max(0.0, min(self.tick_interval, (due - utcnow()).total_seconds()))
 
     # -- firing -------------------------------------------------------------------------------
 
@@ -329,6 +352,7 @@ class Scheduler(LoggingConfigurable):
         with self.store.session() as session:
             session.add(schedule)
             session.commit()
+        self.wake()
         return schedule
 
     def _first_tick(self, schedule: Schedule, after):
@@ -404,6 +428,7 @@ class Scheduler(LoggingConfigurable):
         with self.store.session() as session:
             session.execute(update(Schedule).where(Schedule.id == schedule.id).values(**values))
             session.commit()
+        self.wake()
         return self.get(schedule_id, owner)
 
     def delete(self, schedule_id: str, owner: str | None) -> None:

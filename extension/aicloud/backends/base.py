@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,15 @@ class Backend(LoggingConfigurable):
     async def poll(self, handle: dict[str, Any]) -> AttemptExit | None:
         """None while the attempt runs, else how it ended."""
         raise NotImplementedError
+
+    def watch(self, handle: dict[str, Any], wake: Callable[[], None]) -> None:
+        """Call ``wake()`` once when the attempt may have ended, if the backend can tell.
+
+        Optional: without it the manager still finds the end on its next poll.
+        """
+
+    def unwatch_all(self) -> None:
+        """Stop the watches that :meth:`watch` set up (the manager is stopping)."""
 
     async def cancel(self, handle: dict[str, Any]) -> None:
         """Stop the attempt and everything it started; return when nothing is left."""

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ class LocalBackend(Backend):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._children: dict[int, subprocess.Popen] = {}
+        self._watches: dict[int, int] = {}  # supervisor pid -> its pidfd in the event loop
         self.gpus = GPULeases(devices=[gpu["index"] for gpu in detect_gpus()])
 
     def validate(self, spec: JobSpec) -> None:
@@ -175,6 +177,44 @@ class LocalBackend(Backend):
             "status_file": str(status),
             "log": str(log),
         }
+
+    def watch(self, handle: dict[str, Any], wake: Callable[[], None]) -> None:
+        """Wake the manager when the supervisor exits: its pidfd becomes readable then.
+
+        Works for supervisors this server did not start too (re-attached after a restart).
+        """
+        pid = handle["pid"]
+        if pid in self._watches or not hasattr(os, "pidfd_open"):
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # already gone: the next poll records it
+            wake()
+            return
+        if find_process(handle) is None:  # gone, or the pid now belongs to someone else
+            os.close(fd)
+            wake()
+            return
+        loop = asyncio.get_running_loop()
+
+        def ended() -> None:
+            self._unwatch(pid)
+            wake()
+
+        loop.add_reader(fd, ended)
+        self._watches[pid] = fd
+
+    def _unwatch(self, pid: int) -> None:
+        fd = self._watches.pop(pid, None)
+        if fd is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+
+    def unwatch_all(self) -> None:
+        """Remove every pidfd from the event loop."""
+        for pid in list(self._watches):
+            self._unwatch(pid)
 
     def _reap(self, pid: int) -> None:
         child = self._children.get(pid)

@@ -21,6 +21,7 @@ though it was not the supervisor's parent.
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -90,6 +91,26 @@ def _write_status(path: str, status: dict) -> None:
     os.replace(tmp, path)
 
 
+class ChildExits:
+    """Sleeps until a child ends (SIGCHLD through a wakeup fd) instead of polling on a timer.
+
+    The workers run for hours; a 50 Hz ``waitpid`` poll would take CPU and wake-ups from them.
+    Signals that have a handler are reset to their default in the children at ``exec``.
+    """
+
+    def __init__(self) -> None:
+        self.read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def sleep(self, timeout: float) -> None:
+        """Return when a signal arrived (a child ended, a SIGTERM) or after ``timeout``."""
+        select.select([self.read_fd], [], [], max(0.0, timeout))
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.read_fd, 512):
+                pass
+
+
 def parse_args(argv: list[str]) -> dict[str, str]:
     """``--name value`` options (argparse costs ~10 ms of start-up here)."""
     options = {"--plan": "", "--log": "", "--status": "", "--timeout": "0", "--grace": "5"}
@@ -114,9 +135,10 @@ def _copy_with_prefix(stream, log, prefix: bytes) -> None:
 class Attempt:
     """The processes of one attempt and their outcomes."""
 
-    def __init__(self, plan: dict, log):
+    def __init__(self, plan: dict, log, exits: ChildExits):
         self.plan = plan
         self.log = log
+        self.exits = exits
         self.workers: dict[int, dict] = {}  # pid -> process entry
         self.services: dict[int, subprocess.Popen] = {}
         self.popens: dict[int, subprocess.Popen] = {}
@@ -153,6 +175,7 @@ class Attempt:
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT if prefix else self.log,
+            start_new_session=bool(entry.get("own_session")),
         )
         if prefix:
             thread = threading.Thread(
@@ -183,7 +206,9 @@ class Attempt:
             except ChildProcessError:
                 break
             if pid == 0:
-                time.sleep(0.02)
+                # A child ending between the waitpid and here still wakes the sleep.
+                left = 1.0 if deadline is None else min(1.0, deadline - time.time())
+                self.exits.sleep(left)
                 continue
             entry = self.workers.pop(pid, None)
             if pid in self.popens:
@@ -204,6 +229,13 @@ class Attempt:
                 )
                 self.stop_workers(grace=float(self.plan.get("grace", 5)))
         return True
+
+    def forward(self, sig: int) -> None:
+        """Pass a cancel's signal on to workers in sessions of their own (the group kill
+        does not reach them) and to their processes."""
+        for pid, entry in list(self.workers.items()):
+            if entry.get("own_session"):
+                _signal_all(sig, [pid, *_descendants(pid)])
 
     def stop_workers(self, grace: float) -> None:
         """SIGTERM the remaining workers (and their trees), SIGKILL after ``grace``."""
@@ -241,10 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     plan["grace"] = grace
 
     _become_subreaper()
+    exits = ChildExits()
     state = {"terminated": False, "timed_out": False}
+
+    running: list[Attempt] = []
 
     def on_sigterm(signum, frame):
         state["terminated"] = True
+        for attempt in running:
+            attempt.forward(signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
@@ -253,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(options["--log"], "ab", buffering=0) as log:
         if plan.get("banner"):
             log.write(plan["banner"].encode() + b"\n")
-        attempt = Attempt(plan, log)
+        attempt = Attempt(plan, log, exits)
+        running.append(attempt)
         attempt.start()
         deadline = started + timeout if timeout > 0 else None
         if not attempt.wait(deadline):

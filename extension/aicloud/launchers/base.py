@@ -44,7 +44,9 @@ class ProcessSpec:
 
     ``prefix`` asks the supervisor to put it before every output line (``[rank3]:``);
     a ``service`` (a rendezvous store) is stopped once the workers are done and does not count
-    towards success.
+    towards success. ``own_session`` starts it in a session of its own, as ``torchrun`` starts
+    its workers: Linux's autogroup scheduler shares the CPU between sessions, so workers that
+    share one session get one share between them.
     """
 
     name: str
@@ -52,6 +54,7 @@ class ProcessSpec:
     env: dict[str, str]
     prefix: str = ""
     service: bool = False
+    own_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class LaunchPlan:
                     "env": p.env,
                     "prefix": p.prefix,
                     "service": p.service,
+                    "own_session": p.own_session,
                 }
                 for p in self.processes
             ],

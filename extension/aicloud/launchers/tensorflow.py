@@ -90,6 +90,7 @@ class TensorFlowLauncher(Launcher):
                 list(argv),
                 {**env, "TF_CONFIG": tf_config(addresses, index)},
                 prefix=f"[rank{index}]:",
+                own_session=True,
             )
             for index in range(world)
         ]
