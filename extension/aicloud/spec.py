@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from aicloud.inference.options import InferenceOptions, check_for_kind
+
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>Ki|Mi|Gi|Ti|K|M|G|T)?$")
 MEMORY_UNITS = {
@@ -157,6 +159,16 @@ class Resources(StrictModel):
         return self.nodes * self.procs_per_node
 
 
+class Origin(StrictModel):
+    """Where a job was launched from: a notebook (its path as its kernel knows it) and its cell.
+
+    The magics fill it in, so that ``%aicloud jobs --here`` and ``attach`` work after a restart.
+    """
+
+    notebook: Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_no_nul)]
+    cell_id: str | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
 class JobSpec(StrictModel):
     """Everything needed to run a job, on this machine or on a cluster.
 
@@ -203,6 +215,10 @@ class JobSpec(StrictModel):
     retry_on_timeout: bool = False
     max_restarts: int = Field(0, ge=0, le=100, description="Elastic restarts within an attempt.")
     idempotency_token: str | None = Field(None, min_length=1, max_length=64)
+    origin: Origin | None = Field(None, description="The notebook and cell that launched it.")
+    inference: InferenceOptions | None = Field(
+        None, description="infer and serve jobs: the model, data and batching (their entry point)."
+    )
 
     @field_validator("env")
     @classmethod
@@ -232,6 +248,15 @@ class JobSpec(StrictModel):
             raise ValueError("kernel is only for notebook jobs")
         if self.command is not None and self.args:
             raise ValueError("args go inside command when command is used")
+        if self.kind in (JobKind.infer, JobKind.serve):
+            if self.inference is None:
+                raise ValueError(
+                    f"kind: no launcher for kind {self.kind.value!r} without inference"
+                    " (the model to load, and its options)"
+                )
+            check_for_kind(self.inference, self.kind.value)
+        elif self.inference is not None:
+            raise ValueError("inference is only for kinds 'infer' and 'serve'")
         return self
 
     @property
@@ -240,7 +265,7 @@ class JobSpec(StrictModel):
         return next(f for f in ENTRYPOINT_FIELDS if getattr(self, f) is not None)
 
 
-ENTRYPOINT_FIELDS = ("command", "script", "module", "source", "notebook")
+ENTRYPOINT_FIELDS = ("command", "script", "module", "source", "notebook", "inference")
 
 
 def redacted_env(env: dict[str, str]) -> dict[str, str]:

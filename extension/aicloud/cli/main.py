@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from aicloud.cli import notebooks
+from aicloud.cli import inference, notebooks
 from aicloud.cli.format import job_summary, jobs_table
 from aicloud.client import AICloudClient, APIError, Connection, ServiceNotFound, discover
 from aicloud.spec import Framework, JobKind, JobStatus
@@ -36,11 +36,15 @@ def _nodes(text: str) -> tuple[int | None, int]:
         raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="aicloud", description="Launch and follow aicloud jobs from a terminal."
-    )
+def build_parser(
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser, prog: str = "aicloud"
+) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand.
+
+    The magics pass IPython's ``MagicArgumentParser`` (errors raise instead of exiting) and
+    ``prog="%aicloud"``, so that ``%aicloud submit`` takes exactly the CLI's flags.
+    """
+    parser = parser_class(prog=prog, description="Launch and follow aicloud jobs from a terminal.")
     parser.add_argument("--url", help="service URL (default: discovered; see docs)")
     parser.add_argument("--token", help="API token (default: discovered)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -106,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--json", action="store_true", help="print {log, next_offset} as JSON")
 
     notebooks.add_parsers(commands)
+    inference.add_parsers(commands)
 
     for name, text in (("status", "show the service"), ("resources", "show CPUs, memory, GPUs")):
         sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
@@ -196,6 +201,8 @@ def run(args: argparse.Namespace, client: AICloudClient) -> int:
     """Carry out one parsed command; return the exit code."""
     if args.command in ("run", "outputs", "schedule"):
         return notebooks.run_command(args, client)
+    if args.command in inference.COMMANDS:
+        return inference.run_command(args, client)
     if args.command == "submit":
         job = client.submit(spec_from_args(args))
         if args.follow:

@@ -7,7 +7,9 @@ from pathlib import Path
 from aicloud.errors import InvalidSpec
 from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan, ProcessSpec
 from aicloud.launchers.command import CommandLauncher
+from aicloud.launchers.infer import InferLauncher
 from aicloud.launchers.notebook import NotebookLauncher
+from aicloud.launchers.serve import ServeLauncher
 from aicloud.launchers.tensorflow import TensorFlowLauncher
 from aicloud.launchers.torch import TorchLauncher
 from aicloud.spec import JobSpec
@@ -17,6 +19,8 @@ LAUNCHERS: tuple[type[Launcher], ...] = (
     NotebookLauncher,
     TorchLauncher,
     TensorFlowLauncher,
+    InferLauncher,
+    ServeLauncher,
 )
 
 

@@ -1,0 +1,52 @@
+"""The ``serve`` kind: one long-running Open Inference Protocol (v2) model server.
+
+The server (``python -m aicloud.inference.server``) binds 127.0.0.1 on a free port (or
+``inference.port``) and, once the model is loaded, writes ``outputs/endpoint.json`` in the
+run directory: the URL that ``GET /jobs/{id}/outputs/endpoint.json`` hands to clients. Stop
+it by cancelling the job.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aicloud.errors import InvalidSpec
+from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan, ProcessSpec
+from aicloud.launchers.infer import check_model, model_name
+from aicloud.launchers.tensorflow import worker_env
+from aicloud.spec import Framework, JobKind, JobSpec
+
+ENDPOINT_FILE = "endpoint.json"
+
+
+class ServeLauncher(Launcher):
+    """Plans the model server of ``kind=serve`` (torch or TensorFlow models)."""
+
+    kinds = frozenset({JobKind.serve})
+    frameworks = frozenset(Framework)
+
+    def validate(self, spec: JobSpec, cwd: Path) -> None:
+        """The model exists; one server process."""
+        if spec.resources.world_size != 1:
+            raise InvalidSpec(
+                "resources", "a serve job runs one server process (batching uses its threads)"
+            )
+        check_model(spec, cwd, self.root_dir or cwd)
+
+    def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
+        """The server, with its config in the run directory; a stale endpoint file is removed."""
+        options = check_model(spec, context.cwd, self.root_dir or context.cwd)
+        endpoint = context.run_dir / "outputs" / ENDPOINT_FILE
+        endpoint.unlink(missing_ok=True)  # an earlier attempt's server is gone
+        config = {
+            "options": options.model_dump(mode="json"),
+            "name": model_name(spec),
+            "cwd": str(context.cwd),
+            "endpoint_file": str(endpoint),
+        }
+        config_path = context.run_dir / "serve-config.json"
+        config_path.write_text(json.dumps(config, indent=2))
+        argv = [context.python, "-m", "aicloud.inference.server", f"--config={config_path}"]
+        env = worker_env(spec, context, 1)
+        return LaunchPlan([ProcessSpec("server", argv, env)], cwd=context.cwd)

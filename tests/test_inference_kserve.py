@@ -1,0 +1,105 @@
+"""The KServe ``InferenceService`` builder, against the vendored v1beta1 CRD schema.
+
+Kubernetes prunes unknown fields of a structural schema without an error, which would hide a
+misspelled key; the validator here treats every unknown field as an error instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from aicloud.errors import InvalidSpec
+from aicloud.inference.kserve import inference_service
+from aicloud.spec import JobSpec
+
+SCHEMA = json.loads(
+    (Path(__file__).parent / "schemas/kserve/inferenceservice-v1beta1.json").read_text()
+)
+
+
+def strict(schema):
+    """``schema`` with unknown properties refused wherever Kubernetes would prune them."""
+    schema = copy.deepcopy(schema)
+
+    def visit(node):
+        if isinstance(node, dict):
+            if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+                node.setdefault("additionalProperties", False)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(schema)
+    return schema
+
+
+VALIDATOR = jsonschema.Draft7Validator(strict(SCHEMA))
+
+
+def serve_spec(**extra) -> JobSpec:
+    inference = {"model": "models/churn.pt", "input_shape": [4], **extra.pop("inference", {})}
+    return JobSpec.model_validate(
+        {"kind": "serve", "name": "Churn Model", "image": "ghcr.io/acme/aicloud:1.0",
+         "inference": inference, **extra}
+    )  # fmt: skip
+
+
+def test_manifest_is_valid_and_runs_the_aicloud_server():
+    spec = serve_spec(
+        env={"LOG_LEVEL": "debug"},
+        resources={
+            "cpu": 2,
+            "memory": "4Gi",
+            "accelerator": "nvidia.com/gpu",
+            "accelerator_count": 1,
+        },
+        inference={"max_batch_size": 16, "max_wait_ms": 10},
+    )
+    manifest = inference_service(spec, "s3://models/churn", namespace="team-a")
+    VALIDATOR.validate(manifest)
+    assert manifest["metadata"]["name"] == "churn-model"
+    (container,) = manifest["spec"]["predictor"]["containers"]
+    assert container["image"] == "ghcr.io/acme/aicloud:1.0"
+    assert container["command"] == ["python", "-m", "aicloud.inference.server"]
+    assert "--model=/mnt/models/churn.pt" in container["args"]
+    assert "--max-batch-size=16" in container["args"] and "--input-shape=4" in container["args"]
+    assert {"name": "STORAGE_URI", "value": "s3://models/churn"} in container["env"]
+    assert container["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"},
+    }
+
+
+def test_a_misspelled_field_would_be_caught():
+    manifest = inference_service(serve_spec(), "gs://bucket/m")
+    manifest["spec"]["predictor"]["containers"][0]["imagee"] = "typo"
+    with pytest.raises(jsonschema.ValidationError, match="imagee"):
+        VALIDATOR.validate(manifest)
+
+
+@pytest.mark.parametrize(
+    ("change", "storage", "message"),
+    [
+        ({"image": None}, "s3://m", "image: required on Kubernetes"),
+        ({}, "models/churn.pt", "storage_uri:"),
+        ({"name": "123"}, "s3://m", "name: '123' gives no valid Kubernetes name"),
+        (
+            {"inference": {"model": "w.pt", "model_class": "m:Net", "input_shape": [4]}},
+            "s3://m",
+            "inference.format: state_dict models are not served on Kubernetes yet",
+        ),
+    ],
+)
+def test_what_a_cluster_cannot_run_is_refused(change, storage, message):
+    base = {"kind": "serve", "name": "m", "image": "img:1", "inference": {"model": "m.pt"}}
+    spec = JobSpec.model_validate({**base, **change})
+    with pytest.raises(InvalidSpec) as e:
+        inference_service(spec, storage)
+    assert message in e.value.message
