@@ -131,6 +131,7 @@ class JobManager(LoggingConfigurable):
             self._task = None
         for backend in self.backends.values():
             backend.unwatch_all()
+            await backend.close()
 
     async def _follow(self) -> None:
         while True:
@@ -477,11 +478,20 @@ class JobManager(LoggingConfigurable):
         outcome = await backend.poll(attempt.handle)
         if outcome is None:
             backend.watch(attempt.handle, self.wake)
+            await self._record_pending_reason(job, backend, attempt)
             return
         code, reason = classify(outcome, spec.timeout_seconds)
         if code is ReasonCode.user_error:
             reason = self._reason_from_job(job, attempt.number) or reason
         self._end_attempt(job.id, attempt.number, spec, code, reason, outcome.exit_code)
+
+    async def _record_pending_reason(self, job: Job, backend: Backend, attempt: Attempt) -> None:
+        """Show why a started attempt waits (a cluster without a free GPU node, say)."""
+        why = await backend.explain(attempt.handle)
+        reason = f"pending: {why}" if why else None
+        waiting = job.reason is not None and job.reason.startswith("pending: ")
+        if reason != job.reason and (reason or waiting):
+            self.store.update_job(job.id, reason=reason)
 
     def _reason_from_job(self, job: Job, number: int) -> str | None:
         """The reason a job gave for its failure (the notebook runner names the cell)."""

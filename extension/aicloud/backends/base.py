@@ -82,6 +82,13 @@ class Backend(LoggingConfigurable):
     def unwatch_all(self) -> None:
         """Stop the watches that :meth:`watch` set up (the manager is stopping)."""
 
+    async def explain(self, handle: dict[str, Any]) -> str | None:
+        """Why a started attempt is not running yet (no GPU node, quota...), or None."""
+        return None
+
+    async def close(self) -> None:
+        """Release connections and background tasks (the manager is stopping)."""
+
     async def cancel(self, handle: dict[str, Any]) -> None:
         """Stop the attempt and everything it started; return when nothing is left."""
         raise NotImplementedError

@@ -1,0 +1,341 @@
+"""The ``kubernetes`` backend: each attempt is an Indexed Job (or a TrainJob) on a cluster.
+
+Enable it beside the local one::
+
+    c.AICloudApp.backends = ["local", "kubernetes"]
+    c.KubernetesBackend.namespace = "aicloud-jobs"
+    c.KubernetesBackend.catalog_path = "/etc/aicloud/hardware.yaml"
+    c.KubernetesBackend.runs_claim = "aicloud-runs"        # a ReadWriteMany PVC
+    c.KubernetesBackend.workspace_claim = "aicloud-home"   # users' files, at the same paths
+
+The job service keeps its contract: one attempt is one Job (named ``<job id>-a<attempt>``),
+retried per ``max_retries`` by the service; Kubernetes places the pods, enforces
+``timeout_seconds`` (``activeDeadlineSeconds``) and tells user-code exits from infrastructure
+failures (``podFailurePolicy``). Pods get the job's own variables and the user's, never the
+service's environment or its token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from traitlets import Enum, Float, Int, List, Unicode, default
+
+from aicloud.backends.base import AttemptExit, Backend
+from aicloud.backends.kubernetes import builders
+from aicloud.backends.kubernetes.explain import explain_pending
+from aicloud.backends.kubernetes.shapes import (
+    Images,
+    check_image,
+    check_quota,
+    check_shape,
+    pod_shape,
+)
+from aicloud.backends.kubernetes.status import attempt_exit, is_pending
+from aicloud.catalog import Catalog, CatalogError, load_catalog
+from aicloud.errors import InvalidSpec
+from aicloud.launchers import LaunchPlan
+
+LOG_NAME = "output.log"  # the attempt log that the job service's logs API reads
+JOB_VARIABLES = ("AICLOUD_JOB_ID", "AICLOUD_RUN_DIR", "AICLOUD_ATTEMPT", "AICLOUD_CHECKPOINT_DIR")
+MISSING = "the kubernetes backend needs kubernetes_asyncio: pip install 'jupyter-aicloud[k8s]'"
+
+
+class KubernetesBackend(Backend):
+    """Runs attempts as Kubernetes Jobs (torch, TensorFlow, notebooks, commands) or TrainJobs."""
+
+    name = "kubernetes"
+
+    namespace = Unicode("default", config=True, help="Namespace the job pods run in.")
+    kubeconfig = Unicode(
+        "",
+        config=True,
+        help="Kubeconfig file; empty: the in-cluster service account when running in a pod, "
+        "else ~/.kube/config.",
+    )
+    catalog_path = Unicode(
+        "",
+        config=True,
+        help="The hardware catalog (the hub's hardware.yaml): profiles, GPU types, quotas. "
+        "Empty: no profiles, and no accelerators.",
+    )
+    worker_image = Unicode(
+        "ghcr.io/aicloud/worker-cpu:0.1.0",
+        config=True,
+        help="Image of CPU job pods when neither the job nor its profile names one.",
+    )
+    worker_gpu_image = Unicode(
+        "ghcr.io/aicloud/worker-cuda:0.1.0",
+        config=True,
+        help="Image of accelerator job pods when neither the job nor its profile names one.",
+    )
+    max_nodes = Int(16, config=True, help="Most pods (nodes) one job may have.")
+    service_account = Unicode(
+        "", config=True, help="Service account of job pods (empty: the namespace's default)."
+    )
+    image_pull_secrets = List(Unicode(), config=True, help="Pull secrets of job pods.")
+    runs_claim = Unicode(
+        "",
+        config=True,
+        help="PersistentVolumeClaim (ReadWriteMany) mounted in job pods at the service's runs "
+        "directory: checkpoints, metrics and notebook outputs. The service must see it at the "
+        "same path.",
+    )
+    workspace_claim = Unicode(
+        "",
+        config=True,
+        help="PersistentVolumeClaim with the users' files, mounted in job pods at "
+        "workspace_path (the service's root directory).",
+    )
+    workspace_path = Unicode(
+        "", config=True, help="Where job pods mount workspace_claim (default: the job's cwd)."
+    )
+    queue_name = Unicode(
+        "", config=True, help="Kueue LocalQueue for job pods (empty: no Kueue label)."
+    )
+    trainjob = Enum(
+        ["auto", "never"],
+        "auto",
+        config=True,
+        help="Use Kubeflow Trainer's TrainJob for torch jobs where the CRD is installed "
+        "(auto), or always an Indexed Job plus a headless Service (never).",
+    )
+    trainjob_runtime = Unicode(
+        "torch-distributed", config=True, help="ClusterTrainingRuntime of TrainJobs."
+    )
+    ttl_seconds = Int(
+        86400, config=True, help="Seconds an ended Job is kept before Kubernetes deletes it."
+    )
+    explain_interval = Float(
+        5.0, config=True, help="Most often, in seconds, a pending attempt's events are read."
+    )
+    log_drain_seconds = Float(
+        10.0, config=True, help="Seconds to wait for the last log lines of an ended attempt."
+    )
+
+    @default("cancel_grace_seconds")
+    def _default_grace(self) -> float:
+        return 30.0
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._controller = None
+        self._api_client = None
+        self._lock: asyncio.Lock | None = None
+        self._catalog: Catalog | None = None
+
+    # -- configuration -------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """The hardware catalog (read once)."""
+        if self._catalog is None:
+            if self.catalog_path:
+                self._catalog = load_catalog(self.catalog_path)
+            else:
+                self._catalog = Catalog.model_construct(images={}, profiles=[], gpu_quota={})
+        return self._catalog
+
+    def cluster_config(self, run_dir: Path, cwd: Path) -> builders.ClusterConfig:
+        """What every pod of an attempt gets from the operator's settings."""
+        return builders.ClusterConfig(
+            namespace=self.namespace,
+            service_account=self.service_account or None,
+            image_pull_secrets=tuple(self.image_pull_secrets),
+            runs_claim=self.runs_claim or None,
+            runs_path=str(run_dir.parent),
+            workspace_claim=self.workspace_claim or None,
+            workspace_path=self.workspace_path or str(cwd),
+            ttl_seconds=self.ttl_seconds,
+            grace_seconds=int(self.cancel_grace_seconds),
+            queue_name=self.queue_name or None,
+            trainjob_runtime=self.trainjob_runtime,
+        )
+
+    def validate(self, spec) -> None:
+        """Refuse, before anything is created, what the cluster can never run."""
+        check_shape(spec)
+        for field, image in (
+            ("worker_image", self.worker_image),
+            ("worker_gpu_image", self.worker_gpu_image),
+        ):
+            check_image(image, f"KubernetesBackend.{field}")
+        try:
+            catalog = self.catalog
+        except CatalogError as e:
+            raise InvalidSpec("resources", f"the hardware catalog is not valid: {e}") from None
+        shape = pod_shape(spec, catalog, Images(self.worker_image, self.worker_gpu_image))
+        check_quota(spec, shape, catalog, self.max_nodes)
+
+    # -- the cluster ---------------------------------------------------------------------------
+
+    async def controller(self):
+        """The controller, connected and with its caches filled (started on first use)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._controller is None:
+                try:
+                    from kubernetes_asyncio import client, config
+
+                    from aicloud.backends.kubernetes.controller import Api, Controller
+                except ImportError:
+                    raise RuntimeError(MISSING) from None
+                configuration = client.Configuration()
+                if self.kubeconfig:
+                    await config.load_kube_config(
+                        config_file=self.kubeconfig, client_configuration=configuration
+                    )
+                elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+                    config.load_incluster_config(client_configuration=configuration)
+                else:
+                    await config.load_kube_config(client_configuration=configuration)
+                api_client = client.ApiClient(configuration)
+                try:
+                    api = Api(api_client)
+                    trainjob = self.trainjob == "auto" and await api.has_trainjob()
+                    controller = Controller(api, self.namespace, trainjob, self.log)
+                    controller.start()
+                    await controller.synced()
+                except BaseException:
+                    await api_client.close()
+                    raise
+                self._api_client, self._controller = api_client, controller
+        return self._controller
+
+    async def close(self) -> None:
+        """Stop watching and close the connection."""
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            await controller.stop()
+        if self._api_client is not None:
+            await self._api_client.close()
+            self._api_client = None
+
+    # -- the Backend interface -----------------------------------------------------------------
+
+    async def start(
+        self,
+        plan: LaunchPlan,
+        run_dir: Path,
+        attempt: int,
+        timeout_seconds: int | None,
+        spec=None,
+    ) -> dict[str, Any]:
+        """Create the attempt's objects; the handle names its Job or TrainJob."""
+        controller = await self.controller()
+        plan_env = plan.processes[0].env if plan.processes else {}
+        env = {name: plan_env[name] for name in JOB_VARIABLES if name in plan_env}
+        job_id = env.get("AICLOUD_JOB_ID", run_dir.name)
+        shape = pod_shape(spec, self.catalog, Images(self.worker_image, self.worker_gpu_image))
+        ctx = builders.AttemptContext(
+            job_id=job_id,
+            attempt=attempt,
+            shape=shape,
+            working_dir=str(plan.cwd),
+            run_dir=str(run_dir),
+            env=env,
+            timeout_seconds=timeout_seconds,
+        )
+        config = self.cluster_config(run_dir, plan.cwd)
+        manifests = builders.make_manifests(spec, ctx, config, trainjob=controller.trainjob)
+        primary = await controller.api.create_all(manifests)
+        handle = {
+            "kind": primary["kind"],
+            "name": primary["metadata"]["name"],
+            "namespace": primary["metadata"]["namespace"],
+            "uid": primary["metadata"]["uid"],
+            "job_id": job_id,
+            "attempt": attempt,
+            "log": str(run_dir / LOG_NAME),
+        }
+        controller.follow(handle, Path(handle["log"]))
+        controller.note(handle["name"], f"created {primary['kind']} {handle['name']}")
+        return handle
+
+    async def _primary(self, controller, handle: dict[str, Any]) -> dict[str, Any] | None:
+        primary = controller.primary(handle)
+        if primary is None:  # not seen by the watch yet, or gone: ask
+            primary = await controller.api.get(handle["kind"], handle["namespace"], handle["name"])
+        if primary is not None and primary["metadata"].get("uid") != handle["uid"]:
+            return None  # a different object of the same name
+        return primary
+
+    async def poll(self, handle: dict[str, Any]) -> AttemptExit | None:
+        """None while the attempt runs; how it ended, once its last log lines are written."""
+        controller = await self.controller()
+        attempt = controller.follow(handle, Path(handle["log"]))
+        primary = await self._primary(controller, handle)
+        pods = controller.pods(handle)
+        outcome = attempt_exit(primary, pods)
+        if outcome is None:
+            if is_pending(pods) and time.monotonic() - attempt.explained_at > self.explain_interval:
+                await self._explain(controller, attempt, primary, pods)
+            return None
+        # The pod watch may lag the Job's: read the pods now, follow any that ended unseen.
+        pods = await controller.refresh_pods(handle)
+        await controller.finish(handle["name"], self.log_drain_seconds)
+        return attempt_exit(primary, pods) or outcome
+
+    async def _explain(self, controller, attempt, primary, pods) -> None:
+        attempt.explained_at = time.monotonic()
+        names = [attempt.handle["name"], *(p["metadata"]["name"] for p in pods[:4])]
+        events = []
+        for name in names:
+            events += await controller.api.events(attempt.handle["namespace"], name)
+        why = explain_pending(primary, pods, events)
+        if why and why != attempt.explanation:
+            controller.note(attempt.handle["name"], f"pending: {why}")
+        attempt.explanation = why
+
+    async def explain(self, handle: dict[str, Any]) -> str | None:
+        """Why the attempt has not started yet (None once it runs)."""
+        controller = await self.controller()
+        attempt = controller.follow(handle, Path(handle["log"]))
+        pods = controller.pods(handle)
+        if not is_pending(pods):
+            return None
+        if time.monotonic() - attempt.explained_at > self.explain_interval:
+            primary = await self._primary(controller, handle)
+            await self._explain(controller, attempt, primary, pods)
+        return attempt.explanation
+
+    def watch(self, handle: dict[str, Any], wake: Callable[[], None]) -> None:
+        """Wake the manager on the next change of the attempt's Job or TrainJob."""
+        if self._controller is not None:
+            self._controller.follow(handle, Path(handle["log"]))
+            self._controller.add_wake(handle, wake)
+
+    def unwatch_all(self) -> None:
+        """Forget the wake-ups and stop watching (the manager is stopping)."""
+        if self._controller is not None:
+            self._controller.clear_wakes()
+
+    async def cancel(self, handle: dict[str, Any]) -> None:
+        """Delete the attempt's object with foreground propagation; return once it is gone."""
+        controller = await self.controller()
+        controller.follow(handle, Path(handle["log"]))
+        grace = int(self.cancel_grace_seconds)
+        await controller.api.delete(handle["kind"], handle["namespace"], handle["name"], grace)
+        deadline = time.monotonic() + grace + 30
+        while await self._primary(controller, handle) is not None:
+            if time.monotonic() > deadline:
+                self.log.warning("aicloud: %s is still being deleted", handle["name"])
+                break
+            await asyncio.sleep(0.2)
+        await controller.finish(handle["name"], self.log_drain_seconds)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, namespace and whether TrainJobs are used."""
+        controller = self._controller
+        return {
+            "name": self.name,
+            "available": True,
+            "namespace": self.namespace,
+            "trainjob": bool(controller and controller.trainjob),
+        }

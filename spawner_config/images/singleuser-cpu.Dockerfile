@@ -1,0 +1,27 @@
+# aicloud single-user notebook image, CPU: JupyterLab, the hub's singleuser server, aicloud.
+# Referenced by spawner_config/hardware.yaml (images.cpu) and the z2jh values.
+# Versions: keep in step with pyproject.toml (checked by tests/test_k8s_static.py).
+FROM python:3.11.13-slim-bookworm
+
+ARG TORCH_VERSION=2.13.0
+ARG TENSORFLOW_VERSION=2.21.0
+ARG AICLOUD_VERSION=0.1.0
+# Match the hub's JupyterHub major.minor (z2jh 4.x ships 5.x).
+ARG JUPYTERHUB_VERSION=5.3.0
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" \
+        --index-url https://download.pytorch.org/whl/cpu \
+ && pip install --no-cache-dir \
+        "tensorflow-cpu==${TENSORFLOW_VERSION}" \
+        "jupyter-aicloud[lab]==${AICLOUD_VERSION}" \
+        "jupyterhub==${JUPYTERHUB_VERSION}"
+
+RUN useradd --create-home --uid 1000 jovyan
+USER 1000
+WORKDIR /home/jovyan
+EXPOSE 8888
+CMD ["jupyterhub-singleuser"]
