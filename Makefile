@@ -1,4 +1,4 @@
-# aicloud: `make up` runs the platform locally, `make test` runs the whole suite.
+# aicloud: `make up` runs the local JupyterHub with aicloud, `make test` runs the whole suite.
 # Both set everything up first and are safe to run again.
 
 PYTHON ?= python3
@@ -6,24 +6,41 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.aicloud-installed
 HOST ?= 127.0.0.1
-PORT ?= 8888
+PORT ?= 8000
+LAB_PORT ?= 8888
+CHP_VERSION := 5.3.0
 
-.PHONY: setup up test lint format bench clean
+.PHONY: setup up lab test lint format bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml kernels/python3-pytorch/kernel.json kernels/python3-tensorflow/kernel.json
 	@# The tests start a real PostgreSQL server: install Debian's when it is missing.
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[lab,test,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[lab,test,dev,hub]"
+	@# The hub's proxy, from npm, inside the venv (so `make clean` removes it).
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/node configurable-http-proxy@$(CHP_VERSION)
+	@# The browser tests drive Debian's chromium through Playwright (no browser download).
+	@command -v chromium >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@# The GPU/TPU kernels: "Python 3 (PyTorch)" and "Python 3 (TensorFlow)".
+	$(BIN)/jupyter kernelspec install --sys-prefix kernels/python3-pytorch >/dev/null
+	$(BIN)/jupyter kernelspec install --sys-prefix kernels/python3-tensorflow >/dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 up: setup
-	@echo "aicloud: starting JupyterLab on http://$(HOST):$(PORT)/ (the URL with its token follows)"
-	$(BIN)/jupyter lab --ServerApp.ip=$(HOST) --ServerApp.port=$(PORT) --no-browser --allow-root
+	@echo "aicloud: starting JupyterHub on http://$(HOST):$(PORT)/"
+	@echo "aicloud: log in with any user name (and any password, or \$$AICLOUD_HUB_PASSWORD if set);"
+	@echo "aicloud: 'admin' is the hub admin and an aicloud admin. Ctrl-C stops the hub and all servers."
+	AICLOUD_HUB_IP=$(HOST) AICLOUD_HUB_PORT=$(PORT) \
+		$(BIN)/jupyterhub -f spawner_config/jupyterhub_config.py
+
+lab: setup
+	@echo "aicloud: starting JupyterLab on http://$(HOST):$(LAB_PORT)/ (the URL with its token follows)"
+	$(BIN)/jupyter lab --ServerApp.ip=$(HOST) --ServerApp.port=$(LAB_PORT) --no-browser --allow-root
 
 lint: setup
 	$(BIN)/ruff check .
@@ -42,6 +59,7 @@ bench: setup
 	$(BIN)/python bench/elastic.py
 	$(BIN)/python bench/gpu_check.py
 	$(BIN)/python bench/notebook_jobs.py
+	$(BIN)/python bench/hub_spawn.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -1,0 +1,188 @@
+"""The hub home of the job service: a JupyterHub-managed service, ``python -m aicloud.hub.service``.
+
+It is a Jupyter server that loads only this extension (no JupyterLab, no kernels) at the
+service's prefix (``/services/aicloud/``). Requests are authenticated with ``HubOAuth``:
+a hub token or the service's OAuth cookie, held by a user with
+``access:services!service=aicloud``. Each user sees and touches only their own jobs and
+schedules; a user whose token holds ``custom:aicloud:admin`` sees all. Schedules live here,
+so they keep firing while a user's server is stopped or culled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from urllib.parse import quote, urlparse
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.serverapp import ServerApp
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Unicode, default
+
+from aicloud.app import AICloudApp
+from aicloud.catalog import Catalog, load_catalog
+from aicloud.handlers import default_handlers
+from aicloud.handlers.jobs import JobCollectionHandler
+from aicloud.handlers.schedules import ScheduleCollectionHandler
+from aicloud.handlers.service import StatusHandler
+from aicloud.hub import SERVICE_NAME
+from aicloud.hub.auth import is_admin
+from aicloud.hub.quota import (
+    ACTIVE_JOB_STATUSES,
+    GPUUsage,
+    check_gpu_quota,
+    job_gpus,
+    jobs_gpus,
+    server_gpus,
+)
+from aicloud.spec import JobSpec
+
+#: Handlers whose POST creates something the caller will own.
+_CREATORS = (JobCollectionHandler, ScheduleCollectionHandler)
+
+
+class HubUserMixin:
+    """Makes ``owner`` the calling hub user (None, meaning anyone, for admins' reads)."""
+
+    @property
+    def owner(self) -> str | None:
+        """The caller's name; None for an admin, except when creating or asking who they are."""
+        user = self.current_user
+        creating = self.request.method == "POST" and isinstance(self, _CREATORS)
+        if is_admin(user) and not creating and not isinstance(self, StatusHandler):
+            return None
+        return user.username
+
+
+class HubJobCollectionHandler(HubUserMixin, JobCollectionHandler):
+    """``/jobs`` in the hub: creation also checks the user's GPU quota."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        """Refuse (403) a job past the GPU quota, then create it as usual."""
+        spec = self.parse_body(JobSpec)
+        catalog: Catalog | None = self.settings.get("aicloud_catalog")
+        requested = job_gpus(catalog, spec.model_dump(mode="json"))
+        if catalog is not None and requested:
+            hub_user = await self._hub_user(self.current_user.username)
+            servers = sum(
+                server_gpus(catalog, server.get("user_options"))
+                for server in (hub_user.get("servers") or {}).values()
+            )
+            page = self.manager.list(
+                self.current_user.username, statuses=ACTIVE_JOB_STATUSES, limit=500
+            )
+            usage = GPUUsage(servers=servers, jobs=jobs_gpus(catalog, (j.spec for j in page.items)))
+            check_gpu_quota(
+                catalog, hub_user["name"], hub_user.get("groups") or [], usage, requested, "job"
+            )
+        await super().post()
+
+    async def _hub_user(self, name: str) -> dict:
+        """The hub's model of ``name`` (groups, running servers), read with the service token."""
+        hub_auth = self.identity_provider.hub_auth
+        url = f"{hub_auth.api_url.rstrip('/')}/users/{quote(name, safe='')}"
+        request = HTTPRequest(url, headers={"Authorization": f"token {hub_auth.api_token}"})
+        try:
+            response = await AsyncHTTPClient().fetch(request)
+        except HTTPClientError as e:
+            raise web.HTTPError(502, f"the hub did not describe user {name}: {e.code}") from None
+        return json.loads(response.body)
+
+
+def hub_handlers() -> list[tuple]:
+    """The REST API's routes, with handlers that act for the calling hub user."""
+    routes = []
+    for pattern, handler, *rest in default_handlers:
+        if handler is JobCollectionHandler:
+            wrapped = HubJobCollectionHandler
+        else:
+            wrapped = type(handler.__name__, (HubUserMixin, handler), {})
+        routes.append((pattern, wrapped, *rest))
+    return routes
+
+
+class AICloudHubApp(AICloudApp):
+    """The job service as a hub service: per-user ownership, the catalog, hub mode."""
+
+    name = "aicloud_hub"
+    load_other_extensions = False
+
+    catalog_path = Unicode(
+        config=True,
+        help="The hardware catalog (hardware.yaml) for GPU quotas on job submission "
+        "(default: $AICLOUD_CATALOG; empty: no quota).",
+    )
+
+    @default("catalog_path")
+    def _default_catalog_path(self) -> str:
+        return os.environ.get("AICLOUD_CATALOG", "")
+
+    def initialize_settings(self) -> None:
+        """The standalone settings, then hub mode and the catalog."""
+        super().initialize_settings()
+        catalog = load_catalog(self.catalog_path) if self.catalog_path else None
+        self.settings.update(aicloud_mode="hub", aicloud_owner=None, aicloud_catalog=catalog)
+
+    def _service_env(self) -> dict[str, str]:
+        """Jobs get the service URL but no credentials of the service's own."""
+        env = super()._service_env()
+        env.pop("AICLOUD_TOKEN", None)
+        return env
+
+    def initialize_handlers(self) -> None:
+        """Register the REST API with hub-user handlers."""
+        self.handlers.extend(hub_handlers())
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "aicloud.hub.service", "app": AICloudHubApp}]
+
+
+class AICloudHubServer(ServerApp):
+    """A Jupyter server that loads the aicloud hub extension and nothing else."""
+
+    name = "aicloud-hub-service"
+
+    def find_server_extensions(self) -> None:
+        """Ignore extensions enabled in Jupyter's config paths: only ours runs here."""
+
+
+def service_argv(environ: dict[str, str]) -> list[str]:
+    """Server options from the variables JupyterHub gives a managed service."""
+    url = urlparse(environ["JUPYTERHUB_SERVICE_URL"])
+    prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
+    return [
+        f"--ServerApp.ip={url.hostname}",
+        f"--ServerApp.port={url.port or 80}",
+        f"--ServerApp.base_url={prefix}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.allow_root=True",
+        "--ServerApp.identity_provider_class=aicloud.hub.auth.HubServiceIdentityProvider",
+        "--ServerApp.authorizer_class=aicloud.hub.auth.HubServiceAuthorizer",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the service; extra arguments are Jupyter server / aicloud options."""
+    argv = sys.argv[1:] if argv is None else argv
+    # Keep the service's hub token out of the environment that jobs inherit.
+    token = os.environ.pop("JUPYTERHUB_API_TOKEN", "") or os.environ.pop("JPY_API_TOKEN", "")
+    os.environ.pop("JPY_API_TOKEN", None)
+    app = AICloudHubServer.instance(
+        jpserver_extensions={"aicloud.hub.service": True, "aicloud": False}
+    )
+    app.config.HubOAuth.api_token = token
+    # As in jupyterhub-singleuser: tornado's own XSRF check runs before authentication and
+    # cannot tell token requests apart; Jupyter's check (after authentication) stays on.
+    app.config.ServerApp.tornado_settings = {"xsrf_cookies": False}
+    app.initialize([*service_argv(os.environ), *argv])
+    app.start()
+
+
+if __name__ == "__main__":
+    main()

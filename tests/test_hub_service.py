@@ -1,0 +1,194 @@
+"""The hub home, for real: JupyterHub, configurable-http-proxy, the aicloud service, user servers.
+
+One hub per module (``spawner_config/jupyterhub_config.py`` with a test overlay). The fake
+``tests/fakes/nvidia-smi`` is on the hub's PATH so that the service's local backend sees two
+GPUs and GPU jobs can run (and count against quotas) on a machine without any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.hub_helpers import ADMIN_TOKEN, LocalHub
+
+FAKES = Path(__file__).parent / "fakes"
+CATALOG = Path(__file__).resolve().parent.parent / "spawner_config" / "hardware.yaml"
+API = "aicloud/api/v1"
+EVERY_SECOND = "* * * * * */1"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A local hub: carol and dave are students (GPU quota 1), boss is an aicloud admin."""
+    local = LocalHub(
+        state=tmp_path_factory.mktemp("hub"),
+        groups={"students": {"users": ["carol", "dave"]}},
+        env={"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}"},
+    )
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(hub):
+    """An API token per user."""
+    return {name: hub.user_token(name) for name in ("alice", "bob", "carol", "dave", "boss")}
+
+
+def wait_job(client, path: str, timeout: float = 60) -> dict:
+    """Poll ``path`` (a job URL) until the job has ended."""
+
+    def ended():
+        job = client.get(path).json()
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+    return wait_for(ended, timeout=timeout, interval=0.2)
+
+
+def test_unknown_profile_or_option_is_a_400_listing_allowed_values(hub, tokens):
+    response = hub.spawn("alice", {"profile": "a100-80"})
+    assert response.status_code == 400
+    message = response.json()["message"]
+    # alice is in no group: the ml-team profiles are not hers to pick, and not listed.
+    assert message == (
+        "profile: 'a100-80' is not one of the allowed values: cpu-small, cpu-large, a100-mig-1g"
+    )
+    response = hub.spawn("alice", {"profile": "cpu-small", "gpus": "8"})
+    assert response.status_code == 400
+    assert response.json()["message"] == "user_options: unknown option(s) 'gpus'; allowed: profile"
+    response = hub.spawn("alice", {"profile": "a100-1"})  # exists, but for ml-team only
+    assert response.status_code == 400 and "a100-1" in response.json()["message"]
+
+
+def test_users_see_and_touch_only_their_own_jobs(hub, tokens):
+    assert hub.spawn("alice", {"profile": "cpu-small"}).status_code in (201, 202)
+    assert hub.spawn("bob", {"profile": "cpu-small"}).status_code in (201, 202)
+    alice, bob, boss = (hub.client(tokens[n]) for n in ("alice", "bob", "boss"))
+    status = alice.get(f"/user/alice/{API}/status").json()
+    assert status["mode"] == "hub" and status["user"] == "alice"
+    # alice submits through her own server, which forwards to the hub service as her.
+    response = alice.post(
+        f"/user/alice/{API}/jobs", json={"command": ["sh", "-c", "echo from $USER-side; sleep 30"]}
+    )
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["owner"] == "alice"
+    assert response.headers["Location"] == f"/user/alice/{API}/jobs/{job['id']}"
+    wait_for(lambda: alice.get(f"/user/alice/{API}/jobs/{job['id']}").json()["status"] == "running")
+
+    # bob, through his own server or the service itself: not found, not cancellable.
+    for prefix in ("/user/bob", "/services/aicloud"):
+        assert bob.get(f"{prefix}/{API}/jobs/{job['id']}").status_code == 404
+        assert bob.post(f"{prefix}/{API}/jobs/{job['id']}/cancel").status_code == 404
+        assert bob.delete(f"{prefix}/{API}/jobs/{job['id']}").status_code == 404
+        assert bob.get(f"{prefix}/{API}/jobs/{job['id']}/logs").status_code == 404
+        assert job["id"] not in [j["id"] for j in bob.get(f"{prefix}/{API}/jobs").json()["jobs"]]
+    # ...and alice's server is not his to use.
+    assert bob.get(f"/user/alice/{API}/jobs").status_code == 403
+    assert alice.get(f"/user/alice/{API}/jobs/{job['id']}").json()["status"] == "running"
+
+    # An aicloud admin sees everyone's jobs and may cancel them.
+    listed = boss.get(f"/services/aicloud/{API}/jobs").json()["jobs"]
+    assert job["id"] in [j["id"] for j in listed]
+    cancelled = boss.post(f"/services/aicloud/{API}/jobs/{job['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["owner"] == "alice"
+    log = alice.get(f"/user/alice/{API}/jobs/{job['id']}/logs")
+    assert log.status_code == 200 and "from" in log.text
+    # An anonymous caller gets nothing.
+    assert hub.client("not-a-token").get(f"/services/aicloud/{API}/jobs").status_code == 403
+
+
+def test_schedule_fires_while_the_owners_server_is_stopped(hub, tokens):
+    hub.spawn("alice", {"profile": "cpu-small"})
+    alice = hub.client(tokens["alice"])
+    response = alice.post(
+        f"/user/alice/{API}/schedules",
+        json={"cron": EVERY_SECOND, "job": {"command": ["sh", "-c", "echo tick"]}},
+    )
+    assert response.status_code == 201, response.text
+    schedule = response.json()
+    hub.stop_server("alice")
+    stopped_at = datetime.now(timezone.utc)
+    assert alice.get(f"/user/alice/{API}/schedules").status_code != 200  # no server now
+
+    runs_url = f"/services/aicloud/{API}/schedules/{schedule['id']}/runs"
+
+    def runs_after_stop():
+        runs = alice.get(runs_url).json()["jobs"]
+        later = [
+            r
+            for r in runs
+            if r["status"] == "succeeded"
+            and datetime.fromisoformat(r["scheduled_for"].replace("Z", "+00:00")) > stopped_at
+        ]
+        return later if len(later) >= 2 else None
+
+    later = wait_for(runs_after_stop, timeout=60, interval=0.3)
+    assert all(r["owner"] == "alice" for r in later)
+    # bob cannot see or delete alice's schedule.
+    bob = hub.client(tokens["bob"])
+    assert bob.get(f"/services/aicloud/{API}/schedules/{schedule['id']}").status_code == 404
+    assert bob.delete(f"/services/aicloud/{API}/schedules/{schedule['id']}").status_code == 404
+    assert alice.delete(f"/services/aicloud/{API}/schedules/{schedule['id']}").status_code == 204
+
+
+def test_gpu_quota_counts_servers_and_jobs_together(hub, tokens):
+    # carol (students: 1 GPU) holds one in her server; a GPU job would be a second one.
+    assert hub.spawn("carol", {"profile": "a100-mig-1g"}).status_code in (201, 202)
+    carol = hub.client(tokens["carol"])
+    gpu_job = {
+        "command": ["sleep", "60"],
+        "resources": {"accelerator": "nvidia.com/gpu", "accelerator_count": 1},
+    }
+    response = carol.post(f"/user/carol/{API}/jobs", json=gpu_job)
+    assert response.status_code == 403
+    assert response.json()["message"] == (
+        "GPU quota: job needs 1 GPU(s), but carol already holds 1 (1 in servers, 0 in jobs) of "
+        "the 1 allowed to group students; stop a server or cancel a job first"
+    )
+    cpu_job = carol.post(f"/user/carol/{API}/jobs", json={"command": ["true"]})
+    assert cpu_job.status_code == 201  # CPU work is not limited
+
+    # dave (students) holds one in a running job: a GPU server is refused by the hub.
+    dave = hub.client(tokens["dave"])
+    response = dave.post(f"/services/aicloud/{API}/jobs", json=gpu_job)
+    assert response.status_code == 201, response.text
+    job = response.json()
+    response = hub.spawn("dave", {"profile": "a100-mig-1g"})
+    assert response.status_code == 403
+    assert "dave already holds 1 (0 in servers, 1 in jobs)" in response.json()["message"]
+    dave.post(f"/services/aicloud/{API}/jobs/{job['id']}/cancel")
+    assert hub.spawn("dave", {"profile": "a100-mig-1g"}).status_code in (201, 202)
+
+
+def test_gpu_servers_are_culled_sooner_than_cpu_ones(hub, tokens):
+    """The culling policy against the real hub, 25 minutes in the future (time travel)."""
+    from datetime import timedelta
+
+    from aicloud.catalog import load_catalog
+    from aicloud.hub.culling import CullPolicy, cull_once
+
+    assert hub.spawn("erin", {"profile": "cpu-small"}).status_code in (201, 202)
+    hub.stop_server("dave")
+    assert hub.spawn("dave", {"profile": "a100-mig-1g"}).status_code in (201, 202)
+    policy = CullPolicy(load_catalog(CATALOG), cpu_timeout=3600, gpu_timeout=1200)
+    api_url = f"{hub.url}/hub/api"
+    now = datetime.now(timezone.utc)
+    assert asyncio.run(cull_once(api_url, ADMIN_TOKEN, policy, now=now)) == []
+    culled = asyncio.run(cull_once(api_url, ADMIN_TOKEN, policy, now=now + timedelta(minutes=25)))
+    assert {(d.user, d.limit) for d in culled} >= {("dave", 1200), ("carol", 1200)}
+    assert "erin" not in {d.user for d in culled}
+
+    def servers(name):
+        with hub.admin() as admin:
+            return admin.get(f"/hub/api/users/{name}").json()["servers"]
+
+    wait_for(lambda: not servers("dave") and not servers("carol"), timeout=60)
+    assert servers("erin")[""]["ready"]
