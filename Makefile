@@ -12,10 +12,13 @@ CHP_VERSION := 5.3.0
 
 .PHONY: setup up lab test lint format bench clean
 
-$(STAMP): pyproject.toml kernels/python3-pytorch/kernel.json kernels/python3-tensorflow/kernel.json
+$(STAMP): pyproject.toml labextension/package.json kernels/python3-pytorch/kernel.json kernels/python3-tensorflow/kernel.json
 	@# The tests start a real PostgreSQL server: install Debian's when it is missing.
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+	@# pip install builds the JupyterLab sidebar (labextension/) with Node.js >= 18.
+	@command -v node >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[lab,test,dev,hub]"
@@ -63,3 +66,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
+	rm -rf labextension/node_modules labextension/lib labextension/test-build extension/aicloud/labextension
