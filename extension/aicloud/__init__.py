@@ -10,4 +10,18 @@ def _jupyter_server_extension_points():
     return [{"module": "aicloud", "app": AICloudApp}]
 
 
-__all__ = ["__version__"]
+def load_ipython_extension(ipython):
+    """``%load_ext aicloud``: the ``%aicloud`` magics (see :mod:`aicloud.magics`)."""
+    from aicloud.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def launch(fn, *args, **options):
+    """Run ``fn(*args)`` on N workers; rank 0's result (see :mod:`aicloud.magics.function`)."""
+    from aicloud.magics.function import launch as run
+
+    return run(fn, *args, **options)
+
+
+__all__ = ["__version__", "launch", "load_ipython_extension"]

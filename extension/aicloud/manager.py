@@ -216,6 +216,7 @@ class JobManager(LoggingConfigurable):
             created_at=utcnow(),
             run_dir=str(Path(self.runs_dir) / job_id),
             attempt_count=0,
+            origin_notebook=spec.origin.notebook if spec.origin else None,
             **links,
         )
 

@@ -37,10 +37,17 @@ class JobCollectionHandler(AICloudHandler):
                 400, f"kind: {kind!r} is not one of {', '.join(JobKind.__members__)}"
             )
         tag = self.get_query_argument("tag", None)
+        notebook = self.get_query_argument("notebook", None)
         limit = self.int_argument("limit", 50, 1, 500)
         offset = self.int_argument("offset", 0, 0, 10**9)
         page = self.manager.list(
-            self.owner, statuses=statuses, kind=kind, tag=tag, limit=limit, offset=offset
+            self.owner,
+            statuses=statuses,
+            kind=kind,
+            tag=tag,
+            notebook=notebook,
+            limit=limit,
+            offset=offset,
         )
         next_offset = offset + len(page.items)
         self.write_json(

@@ -95,6 +95,7 @@ class JobStore:
         statuses: Iterable[str] = (),
         kind: str | None = None,
         tag: str | None = None,
+        notebook: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page:
@@ -109,6 +110,8 @@ class JobStore:
             query = query.where(Job.kind == kind)
         if tag is not None:
             query = query.where(Job.id.in_(select(JobTag.job_id).where(JobTag.tag == tag)))
+        if notebook is not None:
+            query = query.where(Job.origin_notebook == notebook)
         with self.session() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery()))
             rows = session.scalars(

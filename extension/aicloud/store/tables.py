@@ -73,6 +73,8 @@ class Job(Base):
     )
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
     pruned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The notebook that launched the job (spec.origin), for "jobs launched from here".
+    origin_notebook: Mapped[str | None] = mapped_column(Text)
 
     attempts: Mapped[list[Attempt]] = relationship(
         back_populates="job",

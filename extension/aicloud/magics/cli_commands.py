@@ -1,0 +1,134 @@
+"""``submit``, ``run`` and ``schedule``: the CLI's own flags and spec building, as magics.
+
+The CLI's parser is built with IPython's ``MagicArgumentParser`` (errors raise instead of
+exiting), so a flag means the same in a terminal and in a cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import cache
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.utils.process import arg_split
+
+from aicloud.cli import notebooks as cli_notebooks
+from aicloud.cli.main import build_parser, spec_from_args
+from aicloud.magics.context import origin
+from aicloud.magics.errors import MagicError
+from aicloud.magics.registry import subcommand
+
+SCHEDULE_ACTIONS = ("create", "list", "show", "pause", "resume", "delete", "runs", "run")
+
+
+@cache
+def cli_parser() -> argparse.ArgumentParser:
+    """The ``aicloud`` CLI's parser, raising ``UsageError`` on bad flags."""
+    return build_parser(MagicArgumentParser, prog="%aicloud")
+
+
+def cli_subparser(*names: str) -> argparse.ArgumentParser:
+    """The parser of ``aicloud NAME [ACTION]`` (whose help ``--help`` prints)."""
+    parser = cli_parser()
+    for name in names:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return parser
+
+
+def parse_cli(words: list[str]) -> argparse.Namespace:
+    """Parse with the CLI's parser; bad flags are one line naming the subcommand."""
+    try:
+        return cli_parser().parse_args(words)
+    except UsageError as e:
+        raise MagicError(f"{' '.join(words[:1])}: {e}") from None
+
+
+@subcommand(
+    "submit",
+    "start a job with the CLI's flags (aicloud submit)",
+    parser=lambda: cli_subparser("submit"),
+)
+def submit(magics, line):
+    """``%aicloud submit [flags] -- COMMAND``: like ``aicloud submit``, linked to this cell."""
+    args = parse_cli(["submit", *arg_split(line, posix=True)])
+    if not args.module and not [a for a in args.argv if a != "--"]:
+        raise MagicError("submit: nothing to run; give a command after --")
+    spec = spec_from_args(args)
+    if (found := origin(magics.shell)) is not None:
+        spec["origin"] = found
+    job = magics.call("submit", spec)
+    magics.remember(job["id"])
+    if args.follow or args.wait:
+        print(f"aicloud: job {job['id']} submitted")
+        job = magics.watch(job["id"])
+        if job is None:
+            return None
+    if args.json:
+        print(json.dumps(job, indent=2))
+    else:
+        print(job["id"] if not (args.follow or args.wait) else f"{job['id']} {job['status']}")
+    return None
+
+
+@subcommand(
+    "run",
+    "run a notebook as a job (-p NAME VALUE), wait, and link its outputs",
+    parser=lambda: cli_subparser("run"),
+)
+def run(magics, line):
+    """``%aicloud run NOTEBOOK -p k v``: a papermill job; its log streams, then its outputs."""
+    args = parse_cli(["run", *arg_split(line, posix=True)])
+    spec = cli_notebooks.notebook_job(magics.client, args, args.notebook)
+    if (found := origin(magics.shell)) is not None:
+        spec["origin"] = found
+    job = magics.call("submit", spec)
+    print(f"aicloud: job {job['id']} running {args.notebook}")
+    if args.no_wait:
+        return magics.watch(job["id"], wait=False)
+    job = magics.watch(job["id"])
+    if job is None:
+        return None
+    show_outputs(magics, job["id"], args.download)
+    return None
+
+
+def show_outputs(magics, job_id: str, folder: str | None) -> None:
+    """Links to a job's outputs (HTML under a frontend, text always), optionally saved."""
+    from IPython.display import HTML, display
+
+    outputs = magics.call("outputs", job_id)
+    base = magics.client.connection.url.rstrip("/")
+    links = []
+    for output in outputs:
+        url = f"{base}/aicloud/api/v1/jobs/{job_id}/outputs/{output['name']}"
+        print(f"aicloud: output {output['name']} ({output['size']} bytes): {url}")
+        links.append(
+            f'<a href="{url}" target="_blank">{output["name"]}</a> ({output["size"]} bytes)'
+        )
+    if links:
+        display(HTML("aicloud outputs: " + ", ".join(links)))
+    if folder:
+        for path in cli_notebooks.download(magics.client, job_id, folder):
+            print(f"aicloud: saved {path}")
+
+
+@subcommand(
+    "schedule",
+    "schedule a notebook: NOTEBOOK --cron '0 6 * * 1-5' --tz Europe/Berlin",
+    parser=lambda: cli_subparser("schedule", "create"),
+)
+def schedule(magics, line):
+    """``%aicloud schedule NOTEBOOK --cron ... --tz ...``; also ``schedule list|show|...``."""
+    words = arg_split(line, posix=True)
+    if not words:
+        raise MagicError(
+            "schedule: give a notebook and --cron, or list, show, pause, resume, delete, runs"
+        )
+    if words[0] not in SCHEDULE_ACTIONS:
+        words = ["create", *words]
+    args = parse_cli(["schedule", *words])
+    cli_notebooks.run_command(args, magics.client)
+    return None

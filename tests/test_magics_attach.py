@@ -1,0 +1,112 @@
+"""A kernel interrupt detaches (or cancels, with the setting); after a restart, attach and
+``jobs --here`` find the job again. Real kernels through jupyter_client, a real service."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+from tests.conftest import wait_for
+
+SLEEPER = (
+    "%%aicloud train --framework none --name sleeper\n"
+    "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.2)"
+)
+
+
+@pytest.fixture
+def kernel(live_server, monkeypatch):
+    monkeypatch.setenv("AICLOUD_URL", live_server.url)
+    monkeypatch.setenv("AICLOUD_TOKEN", live_server.token)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(live_server.root_dir / "attach.ipynb"))
+    started = []
+
+    def start():
+        km, kc = start_new_kernel(kernel_name="python3", cwd=str(live_server.root_dir))
+        started.append((km, kc))
+        run(kc, "%load_ext aicloud")
+        return km, kc
+
+    yield start
+    for km, kc in started:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run(kc, code: str, until: str | None = None, timeout: float = 60) -> tuple[str, str]:
+    """Execute ``code``; return (all text output, status). With ``until``, return as soon as
+    that text has appeared (the cell still running) with status 'running'."""
+    msg_id = kc.execute(code)
+    text, deadline = "", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            text += content["text"]
+        elif kind == "error":
+            text += "\n".join(content["traceback"])
+        elif kind == "status" and content["execution_state"] == "idle":
+            return text, "idle"
+        if until and until in text:
+            return text, "running"
+    raise TimeoutError(f"no idle after {code!r}: {text}")
+
+
+def drain(kc, timeout: float = 30) -> str:
+    """The rest of the current cell's output, until the kernel is idle."""
+    text, deadline = "", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            continue
+        if msg["msg_type"] == "stream":
+            text += msg["content"]["text"]
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return text
+    raise TimeoutError(text)
+
+
+def test_interrupt_detaches_then_attach_after_restart(kernel, live_server):
+    km, kc = kernel()
+    text, state = run(kc, SLEEPER, until="tick 2")
+    assert state == "running"
+    job_id = text.split("aicloud: job ")[1].split()[0]
+    km.interrupt_kernel()
+    rest = drain(kc)
+    assert f"detached from job {job_id}, which keeps running" in rest
+    assert f"`%aicloud attach {job_id}`" in rest
+    with live_server.api() as api:
+        assert api.get(f"jobs/{job_id}").json()["status"] == "running"
+
+    km.restart_kernel(now=True)  # a fresh kernel process: nothing in memory
+    kc.wait_for_ready(timeout=60)
+    run(kc, "%load_ext aicloud")
+    listing, _ = run(kc, "%aicloud jobs --here")
+    assert job_id in listing and "sleeper" in listing and "running" in listing
+    attached, state = run(kc, f"%aicloud attach {job_id}", until="tick 20")
+    assert state == "running"
+    assert f"attached to job {job_id}" in attached and "tick 0" in attached  # the log so far
+    km.interrupt_kernel()
+    drain(kc)
+    cancelled, _ = run(kc, f"%aicloud cancel {job_id}")
+    assert cancelled.strip() == f"{job_id} cancelled"
+
+
+def test_interrupt_cancels_with_the_setting(kernel, live_server):
+    km, kc = kernel()
+    run(kc, '%config AICloudMagics.on_interrupt = "cancel"')
+    text, state = run(kc, SLEEPER, until="tick 1")
+    job_id = text.split("aicloud: job ")[1].split()[0]
+    km.interrupt_kernel()
+    assert f"interrupted: cancelled job {job_id}" in drain(kc)
+    with live_server.api() as api:
+        wait_for(lambda: api.get(f"jobs/{job_id}").json()["status"] == "cancelled", timeout=20)
