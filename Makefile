@@ -63,6 +63,8 @@ bench: setup
 	$(BIN)/python bench/gpu_check.py
 	$(BIN)/python bench/notebook_jobs.py
 	$(BIN)/python bench/hub_spawn.py
+	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/log_streaming.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -33,7 +33,7 @@ def test_train_then_serve_notebook(live_server, monkeypatch):
         if cell.cell_type == "code"
         for output in cell.get("outputs", [])
     )
-    assert "model 'churn' at http://127.0.0.1:" in text
+    assert "serving 'churn' at http://127.0.0.1:" in text
     assert "served predictions equal the in-process ones" in text
     assert "batch scores equal the in-process ones: 1000 rows" in text
     assert text.rstrip().endswith("cancelled")

@@ -36,14 +36,17 @@ def test_bad_input_is_one_line(live_server, monkeypatch):
             "%aicloud attach job-nope",
             "%aicloud train",
             "%aicloud run missing.ipynb",
+            "%aicloud serve",
+            "%aicloud predict nosuch [[1.0,2.0]]",
+            "%aicloud infer model.pt2 --data none.npy --procs 0",
         ],
         live_server.root_dir,
         allow_errors=True,
     )
     lines = one_line_errors(nb)
     assert lines == [
-        "aicloud: unknown subcommand 'bogus'; known: attach, cancel, jobs, logs, resources, run,"
-        " schedule, show, status, submit, train (see %aicloud --help)",
+        "aicloud: unknown subcommand 'bogus'; known: attach, cancel, infer, jobs, logs, predict,"
+        " resources, run, schedule, serve, show, status, submit, train (see %aicloud --help)",
         "aicloud: jobs: unrecognized arguments: --bad",
         "aicloud: submit: argument --nodes: expected N or MIN:MAX, got 'x'",
         "aicloud: train: argument --procs: invalid int value: 'x'",
@@ -56,9 +59,13 @@ def test_bad_input_is_one_line(live_server, monkeypatch):
         "aicloud: job 'job-nope' not found (HTTP 404)",
         "aicloud: job 'job-nope' not found (HTTP 404)",
         "aicloud: train is a cell magic: put %%aicloud train on a cell's first line",
-        lines[-1],
+        *lines[-4:],
     ]
-    assert lines[-1].startswith("aicloud: ") and "missing.ipynb" in lines[-1]
+    run, serve, predict, infer = lines[-4:]
+    assert run.startswith("aicloud: ") and "missing.ipynb" in run
+    assert serve == "aicloud: serve: the following arguments are required: MODEL"
+    assert predict.startswith("aicloud: predict: ") and "nosuch" in predict
+    assert infer.startswith("aicloud: infer") and "procs" in infer
     with live_server.api() as api:
         assert api.get("jobs").json()["total"] == 0  # nothing started
 

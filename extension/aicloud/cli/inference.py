@@ -111,7 +111,7 @@ def run_command(args: argparse.Namespace, client) -> int:
     from aicloud.inference.v2client import V2Error
 
     try:
-        return _run(args, client)
+        return execute(args, client)
     except APIError:
         raise  # the CLI's main prints it with its HTTP status
     except (ValueError, LookupError, RuntimeError) as e:
@@ -120,7 +120,8 @@ def run_command(args: argparse.Namespace, client) -> int:
         return 1
 
 
-def _run(args: argparse.Namespace, client) -> int:
+def execute(args: argparse.Namespace, client) -> int:
+    """``serve``, ``predict`` or ``infer``; errors raise (the CLI and the magics show them)."""
     from aicloud.inference import api
 
     common = ("format", "model_class", "model_kwargs", "input_shape", "datatype")

@@ -12,6 +12,7 @@ SUBCOMMAND_MODULES = [
     "aicloud.magics.commands",
     "aicloud.magics.cli_commands",
     "aicloud.magics.train",
+    "aicloud.magics.inference",
 ]
 
 

@@ -1,0 +1,55 @@
+"""``serve``, ``predict`` and ``infer``: the inference commands of the CLI, as magics.
+
+Same flags as ``aicloud serve|predict|infer`` (the CLI's parser); failures are one line.
+"""
+
+from __future__ import annotations
+
+from IPython.utils.process import arg_split
+
+from aicloud.cli import inference as cli_inference
+from aicloud.magics.cli_commands import cli_subparser, parse_cli
+from aicloud.magics.errors import MagicError
+from aicloud.magics.registry import subcommand
+
+
+def _run(magics, name: str, line: str) -> None:
+    args = parse_cli([name, *arg_split(line, posix=True)])
+    from aicloud.inference.v2client import V2Error
+
+    try:
+        code = cli_inference.execute(args, magics.client)
+    except (ValueError, LookupError, RuntimeError) as e:
+        raise MagicError(f"{name}: {e.message if isinstance(e, V2Error) else e}") from None
+    if code != 0:
+        raise MagicError(f"{name}: the job did not succeed (see above)")
+
+
+@subcommand(
+    "serve",
+    "serve a saved model over the Open Inference Protocol (v2): MODEL --name NAME",
+    parser=lambda: cli_subparser("serve"),
+)
+def serve(magics, line):
+    """``%aicloud serve model.pt2 --name churn``: a serve job; prints its endpoint."""
+    _run(magics, "serve", line)
+
+
+@subcommand(
+    "predict",
+    "call a served model: TARGET DATA (a file, or a JSON list of rows)",
+    parser=lambda: cli_subparser("predict"),
+)
+def predict(magics, line):
+    """``%aicloud predict churn data.npy``: the model's predictions."""
+    _run(magics, "predict", line)
+
+
+@subcommand(
+    "infer",
+    "score data files in a batch job: MODEL --data FILES --procs N [--wait]",
+    parser=lambda: cli_subparser("infer"),
+)
+def infer(magics, line):
+    """``%aicloud infer model.pt2 --data 'data/*.npy' --procs 4 --wait``."""
+    _run(magics, "infer", line)
