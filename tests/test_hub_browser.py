@@ -1,7 +1,8 @@
-"""The local hub in a real browser: log in, start a server, run a ``%aicloud`` cell in JupyterLab.
+"""The local hub in a real browser: log in, start a server, run a ``%aicloud`` cell in JupyterLab,
+and find the job and the GPU quota in the aicloud sidebar.
 
 Playwright (from PyPI) drives Debian's chromium (``/usr/bin/chromium``; ``make setup`` installs
-it); no browser is downloaded. The screenshot is kept in ``tests/artifacts/`` (git-ignored).
+it); no browser is downloaded. The screenshots are kept in ``tests/artifacts/`` (git-ignored).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.hub_helpers import LocalHub
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+SIDEBAR = "#aicloud-sidebar"
 USER = "lena"
 CELLS = [
     "%load_ext aicloud",
@@ -31,7 +33,7 @@ CELLS = [
 
 @pytest.fixture
 def hub(tmp_path):
-    """A local hub whose user ``lena`` finds a notebook in her home."""
+    """A local hub whose user ``lena`` (students: GPU quota 1) finds a notebook in her home."""
     home = tmp_path / "hub" / "users" / USER
     home.mkdir(parents=True)
     notebook = new_notebook(cells=[new_code_cell(source) for source in CELLS])
@@ -40,6 +42,7 @@ def hub(tmp_path):
     env = {name: "" for name in ("AICLOUD_URL", "AICLOUD_TOKEN")}
     local = LocalHub(
         state=tmp_path / "hub",
+        groups={"students": {"users": [USER]}},
         extra_config='c.Spawner.args += ["--LabApp.news_url=None"]',
         env=env,
     )
@@ -79,6 +82,21 @@ def test_login_start_server_and_run_an_aicloud_cell(hub):
             listing = page.locator(".jp-OutputArea-output").filter(has_text="hub-browser-job")
             expect(listing.last).to_be_visible(timeout=90_000)
             page.screenshot(path=str(ARTIFACTS / "hub_lab_aicloud.png"))
+
+            # The aicloud sidebar lists lena's job and shows her quota, through her server.
+            tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="aicloud-sidebar"]')
+            if not page.locator(SIDEBAR).is_visible():
+                tab.click()
+            sidebar = page.locator(SIDEBAR)
+            sidebar.get_by_role("tab", name="Jobs").click()
+            row = sidebar.locator("li[data-job-id]").filter(has_text="hub-browser-job")
+            expect(row).to_have_count(1, timeout=60_000)
+            sidebar.get_by_role("tab", name="Resources").click()
+            expect(sidebar.locator(".aicloud-gpu-quota")).to_have_text(
+                "GPUs in use: 0 of 1 (quota of students) · 0 in servers, 0 in jobs",
+                timeout=60_000,
+            )
+            page.screenshot(path=str(ARTIFACTS / "hub_lab_sidebar.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "hub_lab_failure.png"))
             outputs = page.locator(".jp-OutputArea").all_inner_texts()
@@ -100,3 +118,4 @@ def test_login_start_server_and_run_an_aicloud_cell(hub):
     log = lena.get(f"/services/aicloud/aicloud/api/v1/jobs/{job['id']}/logs").text
     assert "hello from 42" in log
     assert (ARTIFACTS / "hub_lab_aicloud.png").stat().st_size > 10_000
+    assert (ARTIFACTS / "hub_lab_sidebar.png").stat().st_size > 10_000

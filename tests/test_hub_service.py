@@ -168,6 +168,61 @@ def test_gpu_quota_counts_servers_and_jobs_together(hub, tokens):
     assert hub.spawn("dave", {"profile": "a100-mig-1g"}).status_code in (201, 202)
 
 
+def test_owner_filter_is_for_admins_only(hub, tokens):
+    assert hub.spawn("alice", {"profile": "cpu-small"}).status_code in (201, 202)
+    alice, bob, boss = (hub.client(tokens[n]) for n in ("alice", "bob", "boss"))
+    service = f"/services/aicloud/{API}"
+    job = alice.post(f"{service}/jobs", json={"command": ["true"]}).json()
+    bob.post(f"{service}/jobs", json={"command": ["true"]})
+    assert alice.get(f"{service}/status").json()["admin"] is False
+    assert boss.get(f"{service}/status").json()["admin"] is True
+
+    # A user may name themself, through their server or the service; no one else.
+    mine = alice.get(f"/user/alice/{API}/jobs", params={"owner": "alice"}).json()["jobs"]
+    assert job["id"] in [j["id"] for j in mine] and {j["owner"] for j in mine} == {"alice"}
+    for what in ("jobs", "schedules"):
+        response = alice.get(f"{service}/{what}", params={"owner": "bob"})
+        assert response.status_code == 403
+        assert response.json()["message"] == (
+            f"owner: only an aicloud admin may list another user's {what}"
+        )
+    assert alice.get(f"/user/alice/{API}/jobs", params={"owner": "bob"}).status_code == 403
+    response = alice.get(f"{service}/jobs", params={"owner": ""})
+    assert response.status_code == 400 and response.json()["message"].startswith("owner:")
+
+    # An admin sees everyone by default, one user with ?owner=, nobody's for an unknown name.
+    everyone = {
+        j["owner"] for j in boss.get(f"{service}/jobs", params={"limit": 500}).json()["jobs"]
+    }
+    assert {"alice", "bob"} <= everyone
+    page = boss.get(f"{service}/jobs", params={"owner": "alice", "limit": 500}).json()
+    assert job["id"] in [j["id"] for j in page["jobs"]]
+    assert {j["owner"] for j in page["jobs"]} == {"alice"} and page["total"] == len(page["jobs"])
+    nobody = boss.get(f"{service}/jobs", params={"owner": "no-such-user"}).json()
+    assert nobody["jobs"] == [] and nobody["total"] == 0
+    schedules = boss.get(f"{service}/schedules", params={"owner": "no-such-user"}).json()
+    assert schedules["schedules"] == [] and schedules["total"] == 0
+
+
+def test_resources_report_the_callers_gpu_quota_and_use(hub, tokens):
+    # carol (students: 1 GPU) still holds one in her server (see the test above).
+    carol = hub.client(tokens["carol"])
+    quota = carol.get(f"/user/carol/{API}/resources").json()["quota"]
+    assert quota == {"limit": 1, "groups": ["students"], "used": 1, "servers": 1, "jobs": 0}
+    # alice is in no group with a quota; a GPU job she runs counts in her use.
+    alice = hub.client(tokens["alice"])
+    service = f"/services/aicloud/{API}"
+    gpu_job = {
+        "command": ["sleep", "60"],
+        "resources": {"accelerator": "nvidia.com/gpu", "accelerator_count": 1},
+    }
+    job = alice.post(f"{service}/jobs", json=gpu_job).json()
+    quota = alice.get(f"{service}/resources").json()["quota"]
+    assert quota == {"limit": None, "groups": [], "used": 1, "servers": 0, "jobs": 1}
+    alice.post(f"{service}/jobs/{job['id']}/cancel")
+    assert alice.get(f"{service}/resources").json()["quota"]["jobs"] == 0
+
+
 def test_gpu_servers_are_culled_sooner_than_cpu_ones(hub, tokens):
     """The culling policy against the real hub, 25 minutes in the future (time travel)."""
     from datetime import timedelta

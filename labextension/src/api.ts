@@ -232,8 +232,8 @@ export class AICloudAPI {
 
   // Schedules
 
-  listSchedules(limit = 100, offset = 0): Promise<ISchedulePage> {
-    return this.json('GET', ['schedules'], { query: { limit, offset } });
+  listSchedules(limit = 100, offset = 0, owner?: string): Promise<ISchedulePage> {
+    return this.json('GET', ['schedules'], { query: { owner, limit, offset } });
   }
 
   getSchedule(id: string): Promise<ISchedule> {

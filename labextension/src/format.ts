@@ -51,3 +51,18 @@ export function basename(path: string): string {
   const parts = path.split('/');
   return parts[parts.length - 1];
 }
+
+/** "GPUs in use: 1 of 2 (quota of students) · 1 in servers, 0 in jobs". */
+export function quotaLine(quota: {
+  limit: number | null;
+  groups: string[];
+  used: number;
+  servers: number;
+  jobs: number;
+}): string {
+  const of =
+    quota.limit === null
+      ? ' (no quota)'
+      : ` of ${quota.limit}` + (quota.groups.length ? ` (quota of ${quota.groups.join(', ')})` : '');
+  return `GPUs in use: ${quota.used}${of} · ${quota.servers} in servers, ${quota.jobs} in jobs`;
+}

@@ -91,6 +91,8 @@ export interface IJobFilter {
   kind?: JobKind;
   tag?: string;
   notebook?: string;
+  /** Only this user's jobs (another user's: admins only); none: the server's default. */
+  owner?: string;
   limit?: number;
   offset?: number;
 }
@@ -191,6 +193,8 @@ export interface IServiceStatus {
   version: string;
   mode: 'standalone' | 'hub';
   user: string;
+  /** Whether the caller may list and manage other users' jobs (hub admins). */
+  admin: boolean;
   backends: string[];
 }
 
@@ -209,4 +213,15 @@ export interface IResources {
   gpus: IGpu[];
   tpu: { type?: string; devices?: string[] } | null;
   backends: { name: string; available: boolean; [key: string]: unknown }[];
+  /** The caller's GPU quota and use (hub with a catalog); null otherwise. */
+  quota: IQuota | null;
+}
+
+export interface IQuota {
+  /** Most GPUs at once; null: no quota applies. */
+  limit: number | null;
+  groups: string[];
+  used: number;
+  servers: number;
+  jobs: number;
 }

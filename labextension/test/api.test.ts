@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { AICloudAPI, APIError, Fetcher, byteLength, joinURL, queryString } from '../src/api';
+import { quotaLine } from '../src/format';
 
 interface ICall {
   url: string;
@@ -52,6 +53,35 @@ test('listJobs sends the filters under the base URL', async () => {
   );
   assert.equal(calls[0].init.method, 'GET');
   assert.equal(calls[0].init.body, undefined);
+});
+
+test('listJobs and listSchedules ask the server for one owner; a refusal names the field', async () => {
+  const page = { jobs: [], total: 0, offset: 0, limit: 100, next_offset: null };
+  const { api, calls } = recorder(call =>
+    call.url.includes('owner=bob')
+      ? json({ message: "owner: only an aicloud admin may list another user's jobs", reason: 'Forbidden' }, 403)
+      : json(page)
+  );
+  assert.deepEqual(await api.listJobs({ owner: 'a b', limit: 100 }), page);
+  assert.equal(calls[0].url, 'http://host/a%40b/aicloud/api/v1/jobs?owner=a+b&limit=100');
+  await assert.rejects(api.listJobs({ owner: 'bob' }), {
+    name: 'APIError',
+    status: 403,
+    message: "owner: only an aicloud admin may list another user's jobs"
+  });
+  await api.listJobs({ owner: undefined });
+  assert.equal(calls[2].url, 'http://host/a%40b/aicloud/api/v1/jobs');
+  await api.listSchedules(10, 0, 'carol');
+  assert.equal(calls[3].url, 'http://host/a%40b/aicloud/api/v1/schedules?owner=carol&limit=10&offset=0');
+});
+
+test('quotaLine reads the quota from GET /resources', () => {
+  const quota = { limit: 1, groups: ['students'], used: 1, servers: 1, jobs: 0 };
+  assert.equal(quotaLine(quota), 'GPUs in use: 1 of 1 (quota of students) · 1 in servers, 0 in jobs');
+  assert.equal(
+    quotaLine({ limit: null, groups: [], used: 2, servers: 0, jobs: 2 }),
+    'GPUs in use: 2 (no quota) · 0 in servers, 2 in jobs'
+  );
 });
 
 test('createSchedule posts the spec as JSON', async () => {

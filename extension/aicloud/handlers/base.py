@@ -14,6 +14,7 @@ from aicloud.errors import AICloudError
 from aicloud.manager import JobManager
 
 AUTH_RESOURCE = "aicloud"
+MAX_OWNER_LENGTH = 255
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -41,6 +42,27 @@ class AICloudHandler(APIHandler):
     def owner(self) -> str:
         """Whose jobs these requests act on (the server's user in the standalone home)."""
         return self.settings["aicloud_owner"]
+
+    @property
+    def caller(self) -> str:
+        """Who is calling (the server's user in the standalone home)."""
+        return self.settings["aicloud_owner"]
+
+    @property
+    def caller_is_admin(self) -> bool:
+        """Whether the caller may act on other users' jobs (never, in the standalone home)."""
+        return False
+
+    def listed_owner(self, what: str) -> str | None:
+        """Whose ``what`` a listing shows: ``?owner=``, which only an admin may set to another."""
+        requested = self.get_query_argument("owner", None)
+        if requested is None:
+            return self.owner
+        if not 1 <= len(requested) <= MAX_OWNER_LENGTH:
+            raise web.HTTPError(400, f"owner: must be 1 to {MAX_OWNER_LENGTH} characters")
+        if requested != self.caller and not self.caller_is_admin:
+            raise web.HTTPError(403, f"owner: only an aicloud admin may list another user's {what}")
+        return requested
 
     def prepare(self):
         """Refuse oversized bodies before anything reads them."""

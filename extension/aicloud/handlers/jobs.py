@@ -41,7 +41,7 @@ class JobCollectionHandler(AICloudHandler):
         limit = self.int_argument("limit", 50, 1, 500)
         offset = self.int_argument("offset", 0, 0, 10**9)
         page = self.manager.list(
-            self.owner,
+            self.listed_owner("jobs"),
             statuses=statuses,
             kind=kind,
             tag=tag,

@@ -33,7 +33,7 @@ class ScheduleCollectionHandler(ScheduleHandlerBase):
         """A page of schedules, newest first."""
         limit = self.int_argument("limit", 50, 1, 500)
         offset = self.int_argument("offset", 0, 0, 10**9)
-        rows, total = self.scheduler.list(self.owner, limit, offset)
+        rows, total = self.scheduler.list(self.listed_owner("schedules"), limit, offset)
         self.write_json(
             {
                 "schedules": [schedule_model(s) for s in rows],

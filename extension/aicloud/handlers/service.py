@@ -27,6 +27,7 @@ class StatusHandler(AICloudHandler):
                 "version": __version__,
                 "mode": self.settings["aicloud_mode"],
                 "user": self.owner,
+                "admin": self.caller_is_admin,
                 "backends": sorted(self.manager.backends),
             }
         )
@@ -41,7 +42,12 @@ class ResourcesHandler(AICloudHandler):
         """The machine and the backends."""
         model = machine_resources()
         model["backends"] = [b.describe() for b in self.manager.backends.values()]
+        model["quota"] = await self.quota()
         self.write_json(model)
+
+    async def quota(self) -> dict | None:
+        """The caller's GPU quota and use; none in the standalone home."""
+        return None
 
 
 class OpenAPIHandler(AICloudHandler):

@@ -26,7 +26,7 @@ from aicloud.catalog import Catalog, load_catalog
 from aicloud.handlers import default_handlers
 from aicloud.handlers.jobs import JobCollectionHandler
 from aicloud.handlers.schedules import ScheduleCollectionHandler
-from aicloud.handlers.service import StatusHandler
+from aicloud.handlers.service import ResourcesHandler, StatusHandler
 from aicloud.hub import SERVICE_NAME
 from aicloud.hub.auth import is_admin
 from aicloud.hub.quota import (
@@ -55,6 +55,37 @@ class HubUserMixin:
             return None
         return user.username
 
+    @property
+    def caller(self) -> str:
+        """The calling hub user's name."""
+        return self.current_user.username
+
+    @property
+    def caller_is_admin(self) -> bool:
+        """Whether the caller holds the aicloud admin scope."""
+        return is_admin(self.current_user)
+
+    async def hub_user(self) -> dict:
+        """The hub's model of the caller (groups, running servers), read with the service token."""
+        name = self.current_user.username
+        hub_auth = self.identity_provider.hub_auth
+        url = f"{hub_auth.api_url.rstrip('/')}/users/{quote(name, safe='')}"
+        request = HTTPRequest(url, headers={"Authorization": f"token {hub_auth.api_token}"})
+        try:
+            response = await AsyncHTTPClient().fetch(request)
+        except HTTPClientError as e:
+            raise web.HTTPError(502, f"the hub did not describe user {name}: {e.code}") from None
+        return json.loads(response.body)
+
+    def gpu_usage(self, catalog: Catalog, hub_user: dict) -> GPUUsage:
+        """GPUs the caller holds in running servers and active jobs."""
+        servers = sum(
+            server_gpus(catalog, server.get("user_options"))
+            for server in (hub_user.get("servers") or {}).values()
+        )
+        page = self.manager.list(hub_user["name"], statuses=ACTIVE_JOB_STATUSES, limit=500)
+        return GPUUsage(servers=servers, jobs=jobs_gpus(catalog, (j.spec for j in page.items)))
+
 
 class HubJobCollectionHandler(HubUserMixin, JobCollectionHandler):
     """``/jobs`` in the hub: creation also checks the user's GPU quota."""
@@ -67,30 +98,39 @@ class HubJobCollectionHandler(HubUserMixin, JobCollectionHandler):
         catalog: Catalog | None = self.settings.get("aicloud_catalog")
         requested = job_gpus(catalog, spec.model_dump(mode="json"))
         if catalog is not None and requested:
-            hub_user = await self._hub_user(self.current_user.username)
-            servers = sum(
-                server_gpus(catalog, server.get("user_options"))
-                for server in (hub_user.get("servers") or {}).values()
-            )
-            page = self.manager.list(
-                self.current_user.username, statuses=ACTIVE_JOB_STATUSES, limit=500
-            )
-            usage = GPUUsage(servers=servers, jobs=jobs_gpus(catalog, (j.spec for j in page.items)))
+            hub_user = await self.hub_user()
             check_gpu_quota(
-                catalog, hub_user["name"], hub_user.get("groups") or [], usage, requested, "job"
+                catalog,
+                hub_user["name"],
+                hub_user.get("groups") or [],
+                self.gpu_usage(catalog, hub_user),
+                requested,
+                "job",
             )
         await super().post()
 
-    async def _hub_user(self, name: str) -> dict:
-        """The hub's model of ``name`` (groups, running servers), read with the service token."""
-        hub_auth = self.identity_provider.hub_auth
-        url = f"{hub_auth.api_url.rstrip('/')}/users/{quote(name, safe='')}"
-        request = HTTPRequest(url, headers={"Authorization": f"token {hub_auth.api_token}"})
-        try:
-            response = await AsyncHTTPClient().fetch(request)
-        except HTTPClientError as e:
-            raise web.HTTPError(502, f"the hub did not describe user {name}: {e.code}") from None
-        return json.loads(response.body)
+
+class HubResourcesHandler(HubUserMixin, ResourcesHandler):
+    """``/resources`` in the hub: with the caller's GPU quota and the GPUs they hold."""
+
+    async def quota(self) -> dict | None:
+        """Limit (None: unlimited), its groups, and GPUs in use; None without a catalog."""
+        catalog: Catalog | None = self.settings.get("aicloud_catalog")
+        if catalog is None:
+            return None
+        hub_user = await self.hub_user()
+        groups = sorted(set(hub_user.get("groups") or []))
+        limit = catalog.quota_for(groups)
+        usage = self.gpu_usage(catalog, hub_user)
+        return {
+            "limit": limit,
+            "groups": [
+                g for g in groups if limit is not None and catalog.gpu_quota.get(g) == limit
+            ],
+            "used": usage.total,
+            "servers": usage.servers,
+            "jobs": usage.jobs,
+        }
 
 
 def hub_handlers() -> list[tuple]:
@@ -99,6 +139,8 @@ def hub_handlers() -> list[tuple]:
     for pattern, handler, *rest in default_handlers:
         if handler is JobCollectionHandler:
             wrapped = HubJobCollectionHandler
+        elif handler is ResourcesHandler:
+            wrapped = HubResourcesHandler
         else:
             wrapped = type(handler.__name__, (HubUserMixin, handler), {})
         routes.append((pattern, wrapped, *rest))

@@ -61,14 +61,20 @@ export function JobsList(props: {
 }): JSX.Element {
   const [statusFilter, setStatusFilter] = React.useState('all');
   const [kind, setKind] = React.useState('');
-  const [mineOnly, setMineOnly] = React.useState(true);
+  const [allUsers, setAllUsers] = React.useState(false);
+  const [ownerName, setOwnerName] = React.useState('');
   const hub = props.status?.mode === 'hub';
+  const admin = props.status?.admin ?? false;
+  const user = props.status?.user;
+  // The server filters by owner: an admin's "All users" lists everyone's (or one user's).
+  const owner = admin && allUsers ? ownerName.trim() || undefined : user;
   const polled = usePoll<IRow[]>(
     async () => {
       const statuses = STATUS_FILTERS.find(f => f.value === statusFilter)?.statuses;
       const page = await props.api.listJobs({
         status: statuses,
         kind: (kind || undefined) as JobKind | undefined,
+        owner,
         limit: 100
       });
       return Promise.all(
@@ -82,11 +88,9 @@ export function JobsList(props: {
       );
     },
     POLL_MS,
-    [statusFilter, kind]
+    [statusFilter, kind, owner]
   );
-  const user = props.status?.user;
-  const rows = (polled.data ?? []).filter(row => !hub || !mineOnly || row.job.owner === user);
-  const seesOthers = (polled.data ?? []).some(row => user && row.job.owner !== user);
+  const rows = polled.data ?? [];
   return (
     <section className="aicloud-jobs" aria-label="Jobs">
       <div className="aicloud-filters">
@@ -119,14 +123,26 @@ export function JobsList(props: {
             ))}
           </select>
         </label>
-        {hub && (seesOthers || !mineOnly) && (
+        {admin && (
           <label>
             <input
               type="checkbox"
-              checked={!mineOnly}
-              onChange={e => setMineOnly(!e.target.checked)}
+              checked={allUsers}
+              onChange={e => setAllUsers(e.target.checked)}
             />{' '}
             All users
+          </label>
+        )}
+        {admin && allUsers && (
+          <label>
+            Owner{' '}
+            <input
+              type="text"
+              aria-label="Only jobs of this user (empty: everyone)"
+              placeholder="everyone"
+              value={ownerName}
+              onChange={e => setOwnerName(e.target.value)}
+            />
           </label>
         )}
       </div>

@@ -1,12 +1,12 @@
 /**
  * Hardware and quota at a glance: accelerators by type (total, in use by active jobs),
- * backends, CPU and memory.
+ * backends, the GPU quota and use (hub), CPU and memory.
  */
 
 import * as React from 'react';
 
 import { AICloudAPI } from '../api';
-import { bytes } from '../format';
+import { bytes, quotaLine } from '../format';
 import { IJob, IResources, IServiceStatus } from '../tokens';
 import { ErrorLine, usePoll } from './hooks';
 
@@ -125,11 +125,21 @@ export function ResourcesPanel(props: {
             {mine.length > 0 &&
               ` · accelerators you use: ${mine.map(r => `${r.inUse} ${r.type}`).join(', ')}`}
           </p>
-          <p className="aicloud-muted">
-            {props.status?.mode === 'hub'
-              ? 'The hub refuses a job that would pass your group’s GPU quota, with a message naming it.'
-              : 'No quota applies to a standalone server.'}
-          </p>
+          {data.resources.quota ? (
+            <p
+              className="aicloud-gpu-quota"
+              data-used={data.resources.quota.used}
+              data-limit={data.resources.quota.limit ?? ''}
+            >
+              {quotaLine(data.resources.quota)}
+            </p>
+          ) : (
+            <p className="aicloud-muted">
+              {props.status?.mode === 'hub'
+                ? 'No GPU quota is configured on this hub.'
+                : 'No quota applies to a standalone server.'}
+            </p>
+          )}
           <h4>Machine</h4>
           <p>
             {data.resources.cpu.usable} of {data.resources.cpu.cores} CPU cores ·{' '}
