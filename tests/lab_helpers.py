@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.conftest import free_port, wait_for
 
@@ -124,9 +125,18 @@ def open_sidebar(page: Page, lab: Lab, path: str = "") -> None:
     page.goto(f"{lab.url}lab/{path}?token={lab.token}")
     tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="aicloud-sidebar"]')
     tab.wait_for(timeout=90_000)
-    if not page.locator(SIDEBAR).is_visible():
-        tab.click()
-    page.locator(SIDEBAR).get_by_role("tab", name="Jobs").wait_for()
+    jobs = page.locator(SIDEBAR).get_by_role("tab", name="Jobs")
+    # JupyterLab restores the saved layout asynchronously: a click that lands just before the
+    # restorer opens the panel closes it again. Look, click if closed, and look again.
+    for _ in range(5):
+        if not page.locator(SIDEBAR).is_visible():
+            tab.click()
+        try:
+            jobs.wait_for(timeout=10_000)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    jobs.wait_for()
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -14,6 +14,7 @@ uses it still runs with plain ``python`` or ``torchrun``::
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import time
@@ -143,4 +144,18 @@ def init_distributed(backend: str | None = None, timeout_seconds: float = 300):
         backend, store=prefixed, rank=rank(), world_size=world_size(), timeout=timeout
     )
     _record_restart()
+    atexit.register(_destroy_at_exit)
     return dist.group.WORLD
+
+
+def _destroy_at_exit() -> None:
+    """Tear the process group down before the interpreter does.
+
+    A script that never calls ``destroy_process_group()`` can otherwise die at exit with
+    ``terminate called without an active exception`` (SIGABRT) from gloo's threads: the job
+    did its work and still fails.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
