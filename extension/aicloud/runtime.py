@@ -149,11 +149,10 @@ def init_distributed(backend: str | None = None, timeout_seconds: float = 300):
 
 
 def _destroy_at_exit() -> None:
-    """Tear the process group down before the interpreter does.
+    """Tear the process group down before the interpreter does, as torch asks of scripts.
 
-    A script that never calls ``destroy_process_group()`` can otherwise die at exit with
-    ``terminate called without an active exception`` (SIGABRT) from gloo's threads: the job
-    did its work and still fails.
+    torch 2.13 with gloo can still abort at exit (``terminate called without an active
+    exception``) even so; stock ``torchrun`` scripts do too. See the CHANGELOG.
     """
     import torch.distributed as dist
 
