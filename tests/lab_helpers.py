@@ -51,8 +51,8 @@ def running_lab(
         "JUPYTER_CONFIG_DIR": str(home / "config"),
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
     }
-    for name in ("AICLOUD_URL", "AICLOUD_TOKEN", "JPY_SESSION_NAME"):
-        env.pop(name, None)
+    for name in ("AICLOUD_URL", "AICLOUD_TOKEN", "AICLOUD_WIDGETS", "JPY_SESSION_NAME"):
+        env.pop(name, None)  # kernels discover this lab server from its runtime file
     log_path = tmp / "lab.log"
     log = open(log_path, "wb")  # noqa: SIM115
     process = subprocess.Popen(

@@ -10,22 +10,15 @@ kept in ``tests/artifacts/`` (git-ignored). Needs ``/usr/bin/chromium``
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import httpx
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.conftest import free_port, wait_for
+from tests.lab_helpers import ARTIFACTS, browser_page, running_lab
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 TOKEN = "browser-token-0123456789"
 CELL = (
     "%%aicloud train --framework none --no-wait --name browser-job\n"
@@ -40,84 +33,23 @@ CELL = (
 
 @pytest.fixture
 def lab(tmp_path):
-    """A real ``jupyter lab`` with aicloud (the job service and the widgets extension)."""
-    root, home, port = tmp_path / "root", tmp_path / "home", free_port()
-    root.mkdir()
-    for name in ("config", "data", "runtime"):
-        (home / name).mkdir(parents=True)
-    notebook = new_notebook(cells=[new_code_cell("%load_ext aicloud"), new_code_cell(CELL)])
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    nbformat.write(notebook, root / "monitor.ipynb")
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-    }
-    for name in ("AICLOUD_URL", "AICLOUD_TOKEN", "AICLOUD_WIDGETS", "JPY_SESSION_NAME"):
-        env.pop(name, None)  # the kernel discovers the lab server from its runtime file
-    log = open(tmp_path / "lab.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--allow-root",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--ServerApp.root_dir={root}",
-            f"--IdentityProvider.token={TOKEN}",
-            f"--AICloudApp.data_dir={tmp_path / 'data'}",
-            "--AICloudApp.notebook_pool_size=0",
-            "--LabApp.news_url=None",
-            "--LocalBackend.cancel_grace_seconds=1",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    api = httpx.Client(
-        base_url=f"{url}/aicloud/api/v1/", headers={"Authorization": f"token {TOKEN}"}
-    )
-
-    def ready():
-        try:
-            return api.get("status").status_code == 200
-        except httpx.TransportError:
-            assert process.poll() is None, (tmp_path / "lab.log").read_text()
-            return False
-
-    try:
-        wait_for(ready, timeout=90, interval=0.25)
-        yield url, api
-    finally:
-        for job in api.get("jobs", params={"status": ["queued", "running"]}).json()["jobs"]:
-            api.post(f"jobs/{job['id']}/cancel")
-        api.close()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    """A real ``jupyter lab`` with aicloud, and a notebook that launches a job."""
+    with running_lab(tmp_path, token=TOKEN) as lab:
+        notebook = new_notebook(cells=[new_code_cell("%load_ext aicloud"), new_code_cell(CELL)])
+        notebook.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+        }
+        nbformat.write(notebook, lab.root / "monitor.ipynb")
+        yield lab
 
 
 def test_job_monitor_renders_and_cancels(lab):
-    url, api = lab
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--headless", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+    with browser_page() as page:
         try:
-            page.goto(f"{url}/lab/tree/monitor.ipynb?token={TOKEN}")
+            page.goto(f"{lab.url}lab/tree/monitor.ipynb?token={TOKEN}")
             page.locator(".jp-Notebook").wait_for(timeout=90_000)
             select = page.get_by_role("button", name="Select", exact=True)
             with contextlib.suppress(PlaywrightTimeout):  # JupyterLab may ask which kernel
@@ -145,10 +77,8 @@ def test_job_monitor_renders_and_cancels(lab):
             page.screenshot(path=str(ARTIFACTS / "job_monitor_failure.png"))
             outputs = page.locator(".jp-OutputArea").all_inner_texts()
             raise AssertionError(f"cell outputs: {outputs}") from None
-        finally:
-            browser.close()
 
-    (job,) = api.get("jobs", params={"limit": 5}).json()["jobs"]
+    (job,) = lab.api.get("jobs", params={"limit": 5}).json()["jobs"]
     assert job["name"] == "browser-job" and job["status"] == "cancelled"
     assert job["spec"]["origin"]["notebook"].endswith("monitor.ipynb")
     assert job["spec"]["origin"]["cell_id"]  # JupyterLab sends the cell's id
