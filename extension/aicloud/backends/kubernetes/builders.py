@@ -211,6 +211,20 @@ def make_container(
     return container
 
 
+def make_placement(ctx: AttemptContext, config: ClusterConfig) -> dict[str, Any]:
+    """The pod-spec fields that place a pod: node selector, tolerations, account, secrets."""
+    placement: dict[str, Any] = {}
+    if ctx.shape.node_selector:
+        placement["nodeSelector"] = dict(ctx.shape.node_selector)
+    if ctx.shape.tolerations:
+        placement["tolerations"] = [dict(t) for t in ctx.shape.tolerations]
+    if config.service_account:
+        placement["serviceAccountName"] = config.service_account
+    if config.image_pull_secrets:
+        placement["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
+    return placement
+
+
 def make_pod_template(
     ctx: AttemptContext,
     config: ClusterConfig,
@@ -230,14 +244,7 @@ def make_pod_template(
     }
     if subdomain:
         spec["subdomain"] = subdomain
-    if ctx.shape.node_selector:
-        spec["nodeSelector"] = dict(ctx.shape.node_selector)
-    if ctx.shape.tolerations:
-        spec["tolerations"] = [dict(t) for t in ctx.shape.tolerations]
-    if config.service_account:
-        spec["serviceAccountName"] = config.service_account
-    if config.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
+    spec.update(make_placement(ctx, config))
     metadata: dict[str, Any] = {"labels": make_labels(ctx.job_id, ctx.attempt)}
     if rank_prefix:
         metadata["annotations"] = {ANNOTATION_RANK_PREFIX: "index"}
@@ -395,14 +402,7 @@ def make_trainjob(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> 
     }
     if volumes:
         pod_spec["volumes"] = volumes
-    if ctx.shape.node_selector:
-        pod_spec["nodeSelector"] = dict(ctx.shape.node_selector)
-    if ctx.shape.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in ctx.shape.tolerations]
-    if config.service_account:
-        pod_spec["serviceAccountName"] = config.service_account
-    if config.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in config.image_pull_secrets]
+    pod_spec.update(make_placement(ctx, config))
     node_patch = {
         "name": TRAINJOB_CONTAINER,
         "template": {"spec": {"template": {"metadata": {"labels": labels}, "spec": pod_spec}}},
