@@ -110,3 +110,65 @@ def test_interrupt_cancels_with_the_setting(kernel, live_server):
     assert f"interrupted: cancelled job {job_id}" in drain(kc)
     with live_server.api() as api:
         wait_for(lambda: api.get(f"jobs/{job_id}").json()["status"] == "cancelled", timeout=20)
+
+
+def widget_buttons(kc, msg_id: str, timeout: float = 60) -> tuple[dict, str]:
+    """The comm ids of the buttons the running cell displayed, by description, and its text."""
+    buttons, text, deadline = {}, "", time.monotonic() + timeout
+    while time.monotonic() < deadline and not ("Cancel" in buttons and "tick 2" in text):
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        content = msg["content"]
+        if msg["msg_type"] == "comm_open":
+            state = content["data"].get("state", {})
+            if state.get("_model_name") == "ButtonModel":
+                buttons[state["description"]] = content["comm_id"]
+        elif msg["msg_type"] == "stream":
+            text += content["text"]
+    return buttons, text
+
+
+def test_cancel_button_works_while_the_cell_waits(kernel, live_server):
+    """The monitor's Cancel button is a comm message to the kernel; a waiting cell awaits in a
+    thread, so the kernel dispatches the click while the cell still runs."""
+    km, kc = kernel()
+    run(kc, '%config AICloudMagics.widgets = "on"')
+    msg_id = kc.execute(SLEEPER)
+    buttons, text = widget_buttons(kc, msg_id)
+    assert "Cancel" in buttons and "tick 2" in text, (buttons, text)
+    job_id = text.split("aicloud: job ")[1].split()[0]
+
+    click = {"method": "custom", "content": {"event": "click"}}
+    kc.shell_channel.send(
+        kc.session.msg("comm_msg", {"comm_id": buttons["Cancel"], "data": click})
+    )
+    with live_server.api() as api:
+        wait_for(lambda: api.get(f"jobs/{job_id}").json()["status"] == "cancelled", timeout=30)
+    reply = kc.get_shell_msg(timeout=60)  # the cell ends: the job did not succeed
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=60)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "JobFailed"
+    after, _ = run(kc, "print(_aicloud_last_job)")
+    assert after.strip() == job_id
+
+
+def test_waiting_cells_keep_variables_and_plain_cells_stay_synchronous(kernel, live_server):
+    """``{name}`` expands in the cell's namespace (not the worker thread's), and cells that do not
+    follow a job are left as they are."""
+    km, kc = kernel()
+    text, _ = run(kc, "name = 'echo-var'\n%aicloud submit --name {name} --wait -- echo hi")
+    assert "hi" in text, text
+    with live_server.api() as api:
+        (job,) = api.get("jobs", params={"limit": 1}).json()["jobs"]
+    assert job["name"] == "echo-var" and job["status"] == "succeeded"
+    code, _ = run(
+        kc,
+        "print(get_ipython().transform_cell('%aicloud jobs\\n%aicloud attach x\\n'))",
+    )
+    assert "get_ipython().run_line_magic('aicloud', 'jobs')" in code
+    assert "await __import__('aicloud.magics.awaiting'" in code and "'attach x'" in code

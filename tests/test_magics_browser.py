@@ -1,8 +1,9 @@
 """The JobMonitor in a real JupyterLab, driven by Playwright on Debian's chromium.
 
-A notebook launches a job with ``%%aicloud train --no-wait`` (the kernel stays idle, so the
-widget's Cancel button is live); the test watches the monitor render the running job and its
-progress, clicks Cancel, and checks the job was cancelled through the API. The screenshot is
+A notebook launches a job with ``%%aicloud train``, once waiting (the cell runs until the job
+ends; it awaits in a thread, so the kernel still handles the widget's messages) and once with
+``--no-wait`` (the kernel goes idle); the test watches the monitor render the running job and
+its progress, clicks Cancel, and checks the job was cancelled through the API. The screenshot is
 kept in ``tests/artifacts/`` (git-ignored). Needs ``/usr/bin/chromium``
 (``apt-get install -y chromium``); no browser is downloaded.
 """
@@ -10,6 +11,7 @@ kept in ``tests/artifacts/`` (git-ignored). Needs ``/usr/bin/chromium``
 from __future__ import annotations
 
 import contextlib
+import re
 
 import nbformat
 import pytest
@@ -21,7 +23,7 @@ from tests.lab_helpers import ARTIFACTS, browser_page, running_lab
 
 TOKEN = "browser-token-0123456789"
 CELL = (
-    "%%aicloud train --framework none --no-wait --name browser-job\n"
+    "%%aicloud train --framework none {mode} --name browser-job\n"
     "import time\n"
     "from aicloud import runtime\n"
     "for i in range(1, 601):\n"
@@ -31,11 +33,13 @@ CELL = (
 )
 
 
-@pytest.fixture
-def lab(tmp_path):
+@pytest.fixture(params=["--wait", "--no-wait"])
+def lab(tmp_path, request):
     """A real ``jupyter lab`` with aicloud, and a notebook that launches a job."""
     with running_lab(tmp_path, token=TOKEN) as lab:
-        notebook = new_notebook(cells=[new_code_cell("%load_ext aicloud"), new_code_cell(CELL)])
+        lab.mode = request.param
+        cell = CELL.format(mode=request.param)
+        notebook = new_notebook(cells=[new_code_cell("%load_ext aicloud"), new_code_cell(cell)])
         notebook.metadata["kernelspec"] = {
             "name": "python3",
             "display_name": "Python 3 (ipykernel)",
@@ -66,15 +70,24 @@ def test_job_monitor_renders_and_cancels(lab):
             expect(monitor.locator(".widget-label").filter(has_text="step ")).to_be_visible(
                 timeout=60_000
             )
-            expect(monitor.get_by_text("tick 3")).to_be_visible(timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / "job_monitor_running.png"))
+            # waiting, the log goes to the cell under the monitor; otherwise into the monitor
+            log = monitor if lab.mode == "--no-wait" else page.locator(".jp-OutputArea")
+            expect(log.get_by_text("tick 3").first).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / f"job_monitor_running{lab.mode}.png"))
 
             monitor.locator(".aicloud-cancel").click()
             expect(monitor.locator(".aicloud-status")).to_have_text("cancelled", timeout=60_000)
             expect(monitor.locator(".aicloud-cancel")).to_be_disabled()
-            page.screenshot(path=str(ARTIFACTS / "job_monitor_cancelled.png"))
+            if lab.mode == "--wait":  # the cell ends with the job, as a failure
+                expect(page.get_by_text(re.compile(r"aicloud: job \S+ cancelled"))).to_be_visible(
+                    timeout=30_000
+                )
+            expect(
+                page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            ).to_have_count(1, timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / f"job_monitor_cancelled{lab.mode}.png"))
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "job_monitor_failure.png"))
+            page.screenshot(path=str(ARTIFACTS / f"job_monitor_failure{lab.mode}.png"))
             outputs = page.locator(".jp-OutputArea").all_inner_texts()
             raise AssertionError(f"cell outputs: {outputs}") from None
 
@@ -82,4 +95,4 @@ def test_job_monitor_renders_and_cancels(lab):
     assert job["name"] == "browser-job" and job["status"] == "cancelled"
     assert job["spec"]["origin"]["notebook"].endswith("monitor.ipynb")
     assert job["spec"]["origin"]["cell_id"]  # JupyterLab sends the cell's id
-    assert (ARTIFACTS / "job_monitor_cancelled.png").stat().st_size > 10_000
+    assert (ARTIFACTS / f"job_monitor_cancelled{lab.mode}.png").stat().st_size > 10_000

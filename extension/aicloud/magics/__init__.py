@@ -23,9 +23,11 @@ def _register_subcommands() -> None:
 
 def load_ipython_extension(ipython) -> None:
     """Register ``%aicloud``/``%%aicloud`` and make their settings reachable by ``%config``."""
+    from aicloud.magics import awaiting
     from aicloud.magics.core import AICloudMagics
 
     _register_subcommands()
+    awaiting.install(ipython)
     magics = AICloudMagics(shell=ipython)
     ipython.register_magics(magics)
     if magics not in ipython.configurables:

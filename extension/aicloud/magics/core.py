@@ -9,6 +9,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Enum
 
 from aicloud.client import AICloudClient
+from aicloud.magics.awaiting import transform_without_awaiting
 from aicloud.magics.context import connect, service_errors, widget_frontend
 from aicloud.magics.errors import JobFailed, MagicError
 from aicloud.magics.follow import Follower, PlainDisplay
@@ -48,7 +49,7 @@ class SessionHistory:
 
     def _record(self, result) -> None:
         if result.success and result.info.raw_cell.strip():
-            self._cells.append(self.shell.transform_cell(result.info.raw_cell))
+            self._cells.append(transform_without_awaiting(self.shell, result.info.raw_cell))
 
     def cells(self) -> list[str]:
         """The cells run before the current one."""
@@ -125,8 +126,9 @@ class AICloudMagics(Magics):
     def watch(self, job_id: str, ranks: list[int] | None = None, wait: bool = True) -> dict | None:
         """Stream a job's output and show its progress; raise if it does not succeed.
 
-        ``wait=False`` follows in the background under a widget frontend (the monitor's Cancel
-        button works then), and only says how to attach elsewhere.
+        ``wait=False`` follows in the background under a widget frontend, and only says how to
+        attach elsewhere. Waiting cells run in a thread (:mod:`aicloud.magics.awaiting`), so the
+        monitor's Cancel button works in both modes.
         """
         client = self.client
         self.remember(job_id)

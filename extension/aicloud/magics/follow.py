@@ -2,9 +2,9 @@
 
 A thread reads the log stream (``GET /jobs/{id}/logs?follow=true``) and queues whole lines; the
 follower hands them to a display at once and polls the job and its metrics twice a second. It
-runs in the cell (``--wait``: a kernel interrupt detaches, or cancels with the setting) or in
-the background (``--no-wait`` under a widget frontend, where the monitor's Cancel button works
-because the kernel is idle).
+runs in the cell (``--wait``: a kernel interrupt detaches, or cancels with the setting; the cell
+awaits it in a thread, see :mod:`aicloud.magics.awaiting`, so the monitor's Cancel button works)
+or in the background (``--no-wait`` under a widget frontend).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from aicloud.client import AICloudClient
+from aicloud.magics.awaiting import interrupted
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 POLL_SECONDS = 0.5
@@ -169,6 +170,8 @@ class Follower:
         next_poll = time.monotonic() + POLL_SECONDS
         ended = False
         while not ended:
+            if interrupted():
+                raise KeyboardInterrupt
             timeout = max(0.0, next_poll - time.monotonic())
             try:
                 item = self.lines.get(timeout=timeout)
@@ -184,6 +187,8 @@ class Follower:
                 display.update(self.poll(), self.metrics)
                 next_poll = time.monotonic() + POLL_SECONDS
         while self.job["status"] not in TERMINAL:  # the stream broke off early
+            if interrupted():
+                raise KeyboardInterrupt
             time.sleep(POLL_SECONDS)
             display.update(self.poll(), self.metrics)
         return self.job
