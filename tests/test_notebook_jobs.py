@@ -58,6 +58,22 @@ async def test_notebook_job_with_typed_parameters(jp_fetch, report):
     assert metrics["progress"] == {"step": 5, "total": 5, "fraction": 1.0}  # 4 cells + injected
 
 
+async def test_notebook_without_a_language_takes_its_kernels(jp_fetch, jp_root_dir):
+    """A notebook written by a tool may carry neither ``language_info`` nor a kernelspec
+    language; papermill then needs the language of the kernel the job names."""
+    cells = [
+        nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('n is', n)"),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), jp_root_dir / "bare.ipynb")
+    spec = {"kind": "notebook", "notebook": "bare.ipynb", "kernel": "python3"}
+    job = await submit(jp_fetch, {**spec, "parameters": {"n": 5}})
+    job = await wait_job(jp_fetch, job["id"], timeout=120)
+    log = await job_log(jp_fetch, job["id"])
+    assert job["status"] == "succeeded", log
+    assert "n is 5" in log
+
+
 async def test_failing_cell_is_named_and_kept(jp_fetch, report):
     job = await submit(
         jp_fetch, {"kind": "notebook", "notebook": report, "parameters": {"region": "boom"}}

@@ -131,6 +131,16 @@ async def test_pool_runs_notebook_jobs(jp_fetch, jp_root_dir, aicloud_data_dir, 
     assert metrics["progress"] == {"step": 5, "total": 5, "fraction": 1.0}
 
 
+async def test_pool_socket_stays_out_of_jobs_environments(jp_fetch, aicloud_data_dir, pool):
+    """Only the notebook launcher is told where the pool listens; no job sees the socket."""
+    spec = {"kind": "command", "command": ["sh", "-c", "env | grep AICLOUD_ | cut -d= -f1"]}
+    job, log = await run_job(jp_fetch, spec)
+    assert job["status"] == "succeeded", log
+    assert "AICLOUD_JOB_ID" in log and POOL_ENV not in log
+    plan = (aicloud_data_dir / "runs" / job["id"] / "attempt-1.plan.json").read_text()
+    assert POOL_ENV not in plan and str(pool) not in plan
+
+
 async def test_runs_never_share_a_kernel(jp_fetch, jp_root_dir, pool):
     pid = "import os\nprint('kernel-pid', os.getpid())"
     first = write_notebook(jp_root_dir, "first.ipynb", "leak = 41", pid)
@@ -198,8 +208,10 @@ def test_launcher_uses_the_pool_only_when_it_listens(tmp_path):
     path = tmp_path / "pool.sock"
 
     def plan() -> tuple[list[str], dict[str, str]]:
-        env = {POOL_ENV: str(path), "KEEP": "1"}
-        context = LaunchContext("job-x", 1, tmp_path / "run", tmp_path, env)
+        env = {"KEEP": "1"}
+        context = LaunchContext(
+            "job-x", 1, tmp_path / "run", tmp_path, env, notebook_pool=str(path)
+        )
         process = launcher_for(spec, tmp_path).plan(spec, context).processes[0]
         return process.argv, process.env
 

@@ -23,6 +23,7 @@ from traitlets.config import LoggingConfigurable
 from aicloud.backends import AttemptExit, Backend
 from aicloud.errors import InvalidSpec, JobConflict, JobNotFound, LogsNotFound
 from aicloud.launchers import LaunchContext, launcher_for
+from aicloud.launchers.notebook import POOL_ENV
 from aicloud.runtime import METRICS_FILE
 from aicloud.spec import ACTIVE_STATUSES, JobKind, JobSpec, JobStatus, ReasonCode
 from aicloud.store import Attempt, DuplicateIdempotencyToken, Job, JobStore, utcnow
@@ -424,6 +425,7 @@ class JobManager(LoggingConfigurable):
             run_dir.mkdir(parents=True, exist_ok=True)
             try:
                 cwd = self.resolve_cwd(spec)
+                env = self.job_env(job, spec, number)
                 plan = launcher_for(spec, Path(self.root_dir)).plan(
                     spec,
                     LaunchContext(
@@ -431,7 +433,8 @@ class JobManager(LoggingConfigurable):
                         attempt=number,
                         run_dir=run_dir,
                         cwd=cwd,
-                        env=self.job_env(job, spec, number),
+                        env=env,
+                        notebook_pool=env.pop(POOL_ENV, None),
                     ),
                 )
                 handle = await self.backends[job.backend].start(

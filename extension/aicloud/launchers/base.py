@@ -29,6 +29,8 @@ class LaunchContext:
     cwd: Path
     env: dict[str, str]
     python: str = field(default=sys.executable)
+    #: The warm notebook pool's socket (local notebook jobs only; never in a job's environment).
+    notebook_pool: str | None = None
 
     @staticmethod
     def free_port() -> int:

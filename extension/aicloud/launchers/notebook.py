@@ -65,8 +65,8 @@ class NotebookLauncher(Launcher):
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
         """``python -m aicloud.launchers.notebook_runner`` with the parameters in a file.
 
-        Behind the pool's client when ``AICLOUD_NOTEBOOK_POOL`` names a socket and the job
-        runs on this machine; the variable itself is not passed on to the job.
+        Behind the pool's client when ``context.notebook_pool`` names a listening socket and
+        the job runs on this machine.
         """
         notebook = (context.cwd / spec.notebook).resolve()
         outputs = context.run_dir / OUTPUTS
@@ -86,7 +86,7 @@ class NotebookLauncher(Launcher):
         if spec.kernel:
             argv.append(f"--kernel={spec.kernel}")
         env = dict(context.env)
-        pool = env.pop(POOL_ENV, "")
+        pool = context.notebook_pool
         if pool and spec.backend == "local" and is_socket(pool):
             argv = [context.python, "-I", "-S", str(CLIENT), "--socket", pool, "--", *argv]
         return LaunchPlan.single(argv, env, context.cwd)

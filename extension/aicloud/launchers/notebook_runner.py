@@ -99,6 +99,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def notebook_language(path: str, kernel: str | None) -> str | None:
+    """The language papermill needs to inject parameters, when the notebook does not say it.
+
+    papermill reads ``language_info`` or ``kernelspec.language``; a notebook written by a tool
+    may have neither, so the language of the kernel that runs it is used.
+    """
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    metadata = nbformat.read(path, as_version=4).metadata
+    if metadata.get("language_info", {}).get("name") or metadata.get("kernelspec", {}).get(
+        "language"
+    ):
+        return None
+    name = kernel or metadata.get("kernelspec", {}).get("name")
+    try:
+        return KernelSpecManager().get_kernel_spec(name).language if name else None
+    except NoSuchKernel:
+        return None
+
+
 def execute(args: argparse.Namespace, km=None) -> int:
     """Execute the notebook with papermill; 1 when a cell fails (the reason is written), else 0.
 
@@ -118,7 +139,9 @@ def execute(args: argparse.Namespace, km=None) -> int:
     parameters = json.loads(Path(args.parameters).read_text())
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    kernel = {} if km is None else {"km": km}
+    options = {} if km is None else {"km": km}
+    if language := notebook_language(args.input, args.kernel):
+        options["language"] = language
     try:
         papermill.execute_notebook(
             args.input,
@@ -130,7 +153,7 @@ def execute(args: argparse.Namespace, km=None) -> int:
             progress_bar=False,
             stdout_file=sys.stdout,
             stderr_file=sys.stderr,
-            **kernel,
+            **options,
         )
     except PapermillExecutionError as e:
         where = f"cell {e.exec_count}" if e.exec_count else f"cell #{e.cell_index}"
