@@ -109,6 +109,18 @@ async def test_crud(jp_fetch, jp_base_url, webhook):
     assert status == 404 and schedule["id"] in error["message"]
 
 
+async def test_schedule_pages(jp_fetch):
+    """GET /schedules pages like GET /jobs: ``next_offset`` until the last page."""
+    spec = {"cron": "0 3 * * *", "timezone": "UTC", "job": {"command": ["true"]}}
+    made = [(await api(jp_fetch, "POST", "schedules", body=spec))[1]["id"] for _ in range(3)]
+    _, first = await api(jp_fetch, "GET", "schedules", limit="2")
+    assert (first["total"], first["next_offset"], len(first["schedules"])) == (3, 2, 2)
+    _, last = await api(jp_fetch, "GET", "schedules", limit="2", offset="2")
+    assert (last["next_offset"], len(last["schedules"])) == (None, 1)
+    seen = [s["id"] for s in first["schedules"] + last["schedules"]]
+    assert sorted(seen) == sorted(made)
+
+
 async def test_fires_records_notifies_and_prunes(jp_fetch, webhook):
     url, received = webhook
     schedule = await create(

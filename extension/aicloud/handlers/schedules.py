@@ -40,6 +40,7 @@ class ScheduleCollectionHandler(ScheduleHandlerBase):
                 "total": total,
                 "offset": offset,
                 "limit": limit,
+                "next_offset": offset + len(rows) if offset + len(rows) < total else None,
             }
         )
 
