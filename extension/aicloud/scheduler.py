@@ -320,6 +320,11 @@ class Scheduler(LoggingConfigurable):
             check_cron(spec.cron, self.allow_seconds)
         except ValueError as e:
             raise InvalidSpec("cron", str(e)) from None
+        if spec.webhook_url:
+            try:
+                self.notifier.check_url(spec.webhook_url)
+            except ValueError as e:
+                raise InvalidSpec("webhook_url", str(e)) from None
         self.manager.validate(spec.job)
 
     def create(self, spec: ScheduleSpec, owner: str) -> Schedule:
