@@ -44,8 +44,12 @@ def running_lab(
     """Start ``jupyter lab`` under ``base_url`` and wait until the aicloud API answers."""
     root, home, port = tmp / "root", tmp / "home", free_port()
     root.mkdir(parents=True)
-    for name in ("config", "runtime"):
+    for name in ("config/labconfig", "runtime"):
         (home / name).mkdir(parents=True)
+    # no "get notified about Jupyter news?" toast over the screenshots
+    (home / "config/labconfig/page_config.json").write_text(
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}'
+    )
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(home / "config"),
