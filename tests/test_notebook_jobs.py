@@ -74,6 +74,25 @@ async def test_notebook_without_a_language_takes_its_kernels(jp_fetch, jp_root_d
     assert "n is 5" in log
 
 
+async def test_jobs_launched_by_a_notebook_job_record_its_notebook_and_cell(jp_fetch, jp_root_dir):
+    """nbclient sends no cell ids; the runner tells the kernel which notebook and cell run."""
+    cells = [
+        nbformat.v4.new_code_cell("%load_ext aicloud"),
+        nbformat.v4.new_code_cell("%aicloud submit --name from-notebook -- true"),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    (jp_root_dir / "sub").mkdir()
+    nbformat.write(notebook, jp_root_dir / "sub" / "launcher.ipynb")
+    job = await submit(jp_fetch, {"kind": "notebook", "notebook": "sub/launcher.ipynb"})
+    job = await wait_job(jp_fetch, job["id"], timeout=120)
+    assert job["status"] == "succeeded", await job_log(jp_fetch, job["id"])
+    _, page = await api(jp_fetch, "GET", "jobs", notebook="sub/launcher.ipynb")
+    (launched,) = page["jobs"]
+    assert launched["name"] == "from-notebook"
+    assert launched["spec"]["origin"] == {"notebook": "sub/launcher.ipynb", "cell_id": cells[1].id}
+
+
 async def test_failing_cell_is_named_and_kept(jp_fetch, report):
     job = await submit(
         jp_fetch, {"kind": "notebook", "notebook": report, "parameters": {"region": "boom"}}

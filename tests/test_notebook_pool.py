@@ -26,7 +26,9 @@ FALLBACK = "notebook pool not used"
 PROBE = """import os
 started_with = open("/proc/self/environ", "rb").read().split(b"\\0")
 print("job", os.environ["AICLOUD_JOB_ID"], "cwd", os.getcwd())
-print("warm", not any(v.startswith(b"AICLOUD_JOB_ID=") for v in started_with))"""
+print("warm", not any(v.startswith(b"AICLOUD_JOB_ID=") for v in started_with))
+cell = open(os.environ["AICLOUD_CELL_FILE"]).read()
+print("session", os.environ["JPY_SESSION_NAME"], "cell", cell)"""
 
 
 @pytest.fixture
@@ -120,6 +122,8 @@ async def test_pool_runs_notebook_jobs(jp_fetch, jp_root_dir, aicloud_data_dir, 
     assert FALLBACK not in log
     assert "region us days 7" in log
     assert f"job {job['id']} cwd {jp_root_dir}" in log and "warm True" in log
+    source = nbformat.read(jp_root_dir / "report.ipynb", as_version=4)
+    assert f"session report.ipynb cell {source.cells[2].id}" in log  # the probe's own cell
 
     outputs = aicloud_data_dir / "runs" / job["id"] / "outputs"
     executed = nbformat.read(outputs / "report.ipynb", as_version=4)
@@ -213,6 +217,8 @@ def test_launcher_uses_the_pool_only_when_it_listens(tmp_path):
             "job-x", 1, tmp_path / "run", tmp_path, env, notebook_pool=str(path)
         )
         process = launcher_for(spec, tmp_path).plan(spec, context).processes[0]
+        assert process.env.pop("JPY_SESSION_NAME") == "nb.ipynb"
+        assert process.env.pop("AICLOUD_CELL_FILE") == str(tmp_path / "run" / "current-cell")
         return process.argv, process.env
 
     argv, env = plan()

@@ -1,7 +1,7 @@
 """The ``notebook`` kind: papermill runs the notebook with typed parameters, fresh kernel.
 
-When the server runs a warm pool (:mod:`aicloud.launchers.notebook_pool`) it puts the pool's
-socket in the job environment as ``AICLOUD_NOTEBOOK_POOL``; a local job's process is then the
+When the server runs a warm pool (:mod:`aicloud.launchers.notebook_pool`), the manager hands
+its socket to the launcher (``LaunchContext.notebook_pool``); a local job's process is then the
 pool's thin client, which runs the plain runner itself if the pool cannot take the run.
 """
 
@@ -41,6 +41,17 @@ def kernel_names() -> set[str]:
     from jupyter_client.kernelspec import KernelSpecManager
 
     return set(KernelSpecManager().find_kernel_specs())
+
+
+def origin_env(notebook: Path, root: Path, run_dir: Path) -> dict[str, str]:
+    """What tells the kernel which notebook and cell it runs, so that jobs it launches record
+    their origin: ``JPY_SESSION_NAME`` as a Jupyter server sets it (the path under the root),
+    and the file the runner writes each cell's id to (``AICLOUD_CELL_FILE``)."""
+    try:
+        name = str(notebook.relative_to(Path(root).resolve()))
+    except ValueError:
+        name = str(notebook)
+    return {"JPY_SESSION_NAME": name, "AICLOUD_CELL_FILE": str(run_dir / "current-cell")}
 
 
 class NotebookLauncher(Launcher):
@@ -86,6 +97,7 @@ class NotebookLauncher(Launcher):
         if spec.kernel:
             argv.append(f"--kernel={spec.kernel}")
         env = dict(context.env)
+        env.update(origin_env(notebook, self.root_dir or context.cwd, context.run_dir))
         pool = context.notebook_pool
         if pool and spec.backend == "local" and is_socket(pool):
             argv = [context.python, "-I", "-S", str(CLIENT), "--socket", pool, "--", *argv]

@@ -39,6 +39,7 @@ def progress_engine():
 
             def cell_start(cell, cell_index=None, **kw):
                 start(cell, cell_index, **kw)
+                note_current_cell(cell)
                 runtime.report(step=state["done"], total=total, cell=cell_index)
 
             def cell_complete(cell, cell_index=None, **kw):
@@ -50,6 +51,15 @@ def progress_engine():
             return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
 
     return ProgressEngine
+
+
+def note_current_cell(cell) -> None:
+    """Write the id of the cell about to run where the kernel's magics look for it."""
+    path = os.environ.get("AICLOUD_CELL_FILE")
+    if path and cell.get("id"):
+        partial = f"{path}.partial"
+        Path(partial).write_text(cell["id"])
+        os.replace(partial, path)
 
 
 @functools.cache

@@ -50,13 +50,18 @@ PR_SET_CHILD_SUBREAPER = 36
 # Variables that a kernel reads as it starts: a run that changes one gets a kernel of its own.
 STARTUP_PREFIXES = ("PYTHON", "LD_", "IPYTHON", "JUPYTER", "JPY_", "MPL", "LC_")
 STARTUP_NAMES = frozenset({"HOME", "LANG", "TMPDIR", "TZ"})
-NOT_STARTUP = frozenset({"PYTHONUNBUFFERED"})  # the kernel's streams are its own
+# PYTHONUNBUFFERED: the kernel's streams are its own. JPY_SESSION_NAME: ipykernel copies it to
+# ``__session__`` at start, which SETUP does too; the magics read it when they run.
+NOT_STARTUP = frozenset({"PYTHONUNBUFFERED", "JPY_SESSION_NAME"})
 SETUP = """\
 import os
+from IPython import get_ipython
 os.chdir({cwd!r})
 for name in {unset!r}:
     os.environ.pop(name, None)
 os.environ.update({update!r})
+if "JPY_SESSION_NAME" in os.environ:
+    get_ipython().user_ns["__session__"] = os.environ["JPY_SESSION_NAME"]
 """
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +14,8 @@ import httpx
 from aicloud.client import AICloudClient, APIError, ServiceNotFound, discover
 from aicloud.magics.errors import MagicError
 
+CELL_FILE_ENV = "AICLOUD_CELL_FILE"
+CELL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,200}")  # as spec.Origin.cell_id
 START_HINT = "start one with `jupyter lab` (or `make up`), or set AICLOUD_URL and AICLOUD_TOKEN"
 
 
@@ -52,10 +56,28 @@ def _parent(shell) -> dict[str, Any]:
     return getattr(shell, "parent_header", None) or {}
 
 
-def cell_id(shell) -> str | None:
+def sent_cell_id(shell) -> str | None:
     """The id of the cell being run, when the frontend sends it (JupyterLab, Notebook 7)."""
     value = _parent(shell).get("metadata", {}).get("cellId")
     return str(value) if value else None
+
+
+def runner_cell_id() -> str | None:
+    """The id of the cell a notebook job's runner is executing (nbclient sends none; the
+    runner writes it to the file named by ``AICLOUD_CELL_FILE`` before each cell)."""
+    path = os.environ.get(CELL_FILE_ENV)
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return value if CELL_ID.fullmatch(value) else None
+
+
+def cell_id(shell) -> str | None:
+    """The id of the cell being run: from the frontend, or from a notebook job's runner."""
+    return sent_cell_id(shell) or runner_cell_id()
 
 
 def notebook_path(shell) -> str | None:
@@ -87,4 +109,4 @@ def widget_frontend(shell, setting: str) -> bool:
         import ipywidgets  # noqa: F401
     except ImportError:
         return False
-    return setting == "on" or cell_id(shell) is not None
+    return setting == "on" or sent_cell_id(shell) is not None
