@@ -29,6 +29,8 @@ import threading
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
+COPY_CHUNK = 65536  # a pipe's capacity
+COPY_PAUSE = 0.01  # seconds for a prefixed child's output to gather between reads
 USAGE = "usage: supervise.py --plan FILE --log FILE --status FILE [--timeout S] [--grace S]"
 
 
@@ -125,10 +127,34 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     return options
 
 
+def _write_all(log, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[log.write(view) :]
+
+
 def _copy_with_prefix(stream, log, prefix: bytes) -> None:
-    """Copy lines from a child's pipe into the log, each behind ``prefix``."""
-    for line in iter(stream.readline, b""):
-        log.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
+    """Copy lines from a child's pipe into the log, each behind ``prefix``.
+
+    Reads whatever the pipe holds and writes all of its complete lines at once, then, unless
+    the pipe was full, lets output gather for ``COPY_PAUSE`` seconds: an unbuffered
+    ``print`` is several small writes, and waking for each cost ~5 % of a core at 10,000
+    lines/s. Whole lines per ``write`` on the ``O_APPEND`` log keep other processes' lines
+    from cutting into them. A last line without a newline gets one.
+    """
+    fd = stream.fileno()
+    separator = b"\n" + prefix
+    pending = b""
+    while chunk := os.read(fd, COPY_CHUNK):
+        pending += chunk
+        end = pending.rfind(b"\n")
+        if end >= 0:
+            _write_all(log, prefix + pending[:end].replace(b"\n", separator) + b"\n")
+            pending = pending[end + 1 :]
+        if len(chunk) < COPY_CHUNK:
+            time.sleep(COPY_PAUSE)
+    if pending:
+        _write_all(log, prefix + pending + b"\n")
     stream.close()
 
 

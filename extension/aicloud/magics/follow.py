@@ -114,8 +114,6 @@ class Follower:
     # -- the log thread -----------------------------------------------------------------------
 
     def _keep(self, line: bytes) -> bool:
-        if self.ranks is None or len(self.ranks) == 1:
-            return True
         match = RANK_LINE.match(line)
         return match is None or int(match[1]) in self.ranks
 
@@ -124,10 +122,17 @@ class Follower:
         pending = b""
         try:
             self._stream_client = AICloudClient(self.client.connection)
+            filtered_here = self.ranks is not None and len(self.ranks) > 1
             for chunk in self._stream_client.follow_logs(self.job_id, rank=rank):
                 if self._stop.is_set():
                     return
                 pending += chunk
+                if not filtered_here:  # whole lines as they came (the server filters one rank)
+                    end = pending.rfind(b"\n") + 1
+                    if end:
+                        self.lines.put(pending[:end].decode(errors="replace"))
+                        pending = pending[end:]
+                    continue
                 *complete, pending = pending.split(b"\n")
                 kept = [line for line in complete if self._keep(line)]
                 if kept:
