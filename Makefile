@@ -9,8 +9,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 LAB_PORT ?= 8888
 CHP_VERSION := 5.3.0
+# The real-hub tests also run against JupyterHub 5.5 (what z2jh ships): an overlay of that
+# version alone, first on PYTHONPATH for the hub and its servers (see tests/hub_helpers.py).
+HUB55_VERSION := 5.5.4
+HUB55 := $(VENV)/hub-5.5
 
-.PHONY: setup up lab test lint format bench clean
+.PHONY: setup up lab test lint format bench clean hub-5.5
 
 $(STAMP): pyproject.toml labextension/package.json kernels/python3-pytorch/kernel.json kernels/python3-tensorflow/kernel.json
 	@# The tests start a real PostgreSQL server: install Debian's when it is missing.
@@ -34,6 +38,13 @@ $(STAMP): pyproject.toml labextension/package.json kernels/python3-pytorch/kerne
 
 setup: $(STAMP)
 
+$(HUB55)/.installed-$(HUB55_VERSION): | $(STAMP)
+	rm -rf $(HUB55)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(HUB55) jupyterhub==$(HUB55_VERSION)
+	touch $@
+
+hub-5.5: $(HUB55)/.installed-$(HUB55_VERSION)
+
 up: setup
 	@echo "aicloud: starting JupyterHub on http://$(HOST):$(PORT)/"
 	@echo "aicloud: log in with any user name (and any password, or \$$AICLOUD_HUB_PASSWORD if set);"
@@ -53,7 +64,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: setup lint
+test: setup lint hub-5.5
 	$(BIN)/python -m pytest
 
 bench: setup

@@ -4,6 +4,14 @@ The hub runs with configurable-http-proxy (from ``.venv/node``, installed by ``m
 the aicloud service and the local spawner, on free loopback ports, with its state in a
 temporary directory. A test-only service ``test-admin`` holds a known token with the scopes
 needed to create users' tokens and start and stop their servers.
+
+Two JupyterHub versions run: the venv's own (6.x) and 5.5 (what z2jh ships). 5.5 is an overlay
+made by ``make hub-5.5``: ``pip install --no-deps --target .venv/hub-5.5 jupyterhub==5.5.*``,
+put first on ``PYTHONPATH`` for the hub, and so (through ``Spawner.env_keep``) for the proxy's
+siblings: the aicloud service, the culler and every ``jupyterhub-singleuser``. The overlay holds
+its own data files (``share/jupyterhub``: templates and static files), which JupyterHub finds by
+walking up from its package. ``LocalHub.start`` checks that the hub's API reports the version
+asked for.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import jupyterhub
 
 from tests.conftest import free_port
 
@@ -26,6 +35,14 @@ REPO = Path(__file__).resolve().parent.parent
 MAIN_CONFIG = REPO / "spawner_config" / "jupyterhub_config.py"
 JUPYTERHUB = str(Path(sys.executable).with_name("jupyterhub"))
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+VENV_HUB = ".".join(jupyterhub.__version__.split(".")[:2])  # the venv's own JupyterHub
+#: JupyterHub versions the real-hub tests run against -> the overlay that provides it
+#: (None: the venv's own). ``make hub-5.5`` makes the 5.5 overlay.
+HUB_OVERLAYS: dict[str, Path | None] = {
+    VENV_HUB: None,
+    "5.5": Path(sys.prefix) / "hub-5.5",
+}
+HUB_VERSIONS = tuple(HUB_OVERLAYS)
 
 OVERLAY = """
 load_subconfig({main!r})
@@ -65,6 +82,28 @@ class LocalHub:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     env: dict = field(default_factory=dict)
+    hub_version: str = VENV_HUB  # a key of HUB_OVERLAYS
+
+    @property
+    def overlay(self) -> Path | None:
+        """Where this hub's JupyterHub comes from, when not the venv's own."""
+        return HUB_OVERLAYS[self.hub_version]
+
+    @property
+    def data_files(self) -> Path:
+        """The ``share/jupyterhub`` (templates, static files) this hub should serve from."""
+        return (self.overlay or Path(sys.prefix)) / "share" / "jupyterhub"
+
+    def _overlay_env(self) -> dict[str, str]:
+        overlay = self.overlay
+        if overlay is None:
+            return {}
+        if not (overlay / "jupyterhub" / "__init__.py").exists():
+            raise RuntimeError(
+                f"JupyterHub {self.hub_version} is not installed in {overlay}: run `make hub-5.5`"
+            )
+        path = os.environ.get("PYTHONPATH", "")
+        return {"PYTHONPATH": os.pathsep.join(filter(None, [str(overlay), path]))}
 
     @property
     def url(self) -> str:
@@ -94,6 +133,7 @@ class LocalHub:
             "AICLOUD_PROXY_API_PORT": str(free_port()),
             "AICLOUD_SERVICE_PORT": str(self.service_port),
             "AICLOUD_HUB_ADMINS": self.admins,
+            **self._overlay_env(),
         }
         self.log_path = self.state / "hub.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115
@@ -110,11 +150,20 @@ class LocalHub:
                 raise RuntimeError(f"jupyterhub exited:\n{self.log()}")
             try:
                 if self.admin().get("/hub/api/").status_code == 200 and self._service_up():
-                    return self
+                    return self._checked_version()
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"the hub did not start:\n{self.log()}")
+
+    def _checked_version(self) -> LocalHub:
+        """``self``, once the running hub is the version asked for (else it is stopped)."""
+        with self.admin() as admin:
+            running = admin.get("/hub/api/").json()["version"]
+        if running.split(".")[:2] != self.hub_version.split("."):
+            self.stop()
+            raise RuntimeError(f"asked for JupyterHub {self.hub_version}, {running} runs")
+        return self
 
     def _service_up(self) -> bool:
         try:

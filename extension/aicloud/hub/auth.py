@@ -23,6 +23,18 @@ class HubServiceIdentityProvider(JupyterHubIdentityProvider):
     so nothing hands it on to the jobs the service starts.
     """
 
+    async def get_user(self, handler):
+        """The hub user, unless the request's token is a job token this service revoked."""
+        user = await super().get_user(handler)
+        revoked = handler.settings.get("aicloud_revoked_tokens")
+        if user is None or revoked is None:
+            return user
+        token = self.hub_auth.get_token(handler, in_cookie=False)
+        if token and revoked.refuses(token):
+            handler._jupyterhub_user = None
+            return None
+        return user
+
     @property
     def token(self) -> str:
         """No token of the service's own is shared (jobs get no hub credentials)."""

@@ -15,6 +15,10 @@ from aicloud.hub import ACCESS_SCOPE, ADMIN_SCOPE, SERVICE_NAME
 
 ADMIN_GROUP = "aicloud-admins"
 SERVICE_SCOPES = ["list:users", "read:users:groups", "read:servers"]
+#: Lets the service issue (and revoke) each job attempt a token of the job's owner, limited to
+#: calling the service (aicloud.hub.tokens). Narrow it with a filter (``tokens!group=ml``) to
+#: give job tokens to some users only.
+JOB_TOKEN_SCOPE = "tokens"
 #: What a user server's $JUPYTERHUB_API_TOKEN may do: the default "server" role, plus calling
 #: the aicloud service as its user. The hub grants only the part the user holds, so the admin
 #: scope reaches the servers of aicloud admins alone.
@@ -44,11 +48,12 @@ def service_entry(
     return entry
 
 
-def aicloud_roles(admin_users: Iterable[str] = ()) -> list[dict]:
-    """Roles: users may call the service; the service may read users; admins see all jobs."""
+def aicloud_roles(admin_users: Iterable[str] = (), job_tokens: bool = True) -> list[dict]:
+    """Roles: users may call the service; the service reads users and issues job tokens."""
+    service_scopes = [*SERVICE_SCOPES, *([JOB_TOKEN_SCOPE] if job_tokens else [])]
     return [
         {"name": "user", "scopes": ["self", ACCESS_SCOPE]},
-        {"name": "aicloud-service", "services": [SERVICE_NAME], "scopes": SERVICE_SCOPES},
+        {"name": "aicloud-service", "services": [SERVICE_NAME], "scopes": service_scopes},
         {
             "name": "aicloud-admin",
             "description": "See and manage every user's aicloud jobs and schedules",
@@ -69,23 +74,26 @@ def configure_aicloud_service(
     admin_users: Iterable[str] = (),
     public_service_url: str | None = None,
     python: str = sys.executable,
+    job_tokens: bool = True,
 ) -> None:
     """Register the service, its scopes and roles, and make user servers forward to it.
 
     ``root_dir`` is where jobs' relative ``cwd`` starts (the service's Jupyter root).
     ``public_service_url`` is where user servers reach the service (default: ``url`` plus
-    ``/services/aicloud/``, the service's own address).
+    ``/services/aicloud/``, the service's own address). ``job_tokens``: each job attempt gets
+    a token of its owner for calling the service back (the service's role then holds
+    ``tokens``); False gives jobs no credentials.
     """
     services = [s for s in (c.JupyterHub.get("services") or []) if s.get("name") != SERVICE_NAME]
-    c.JupyterHub.services = [
-        *services,
-        service_entry(url, data_dir, catalog_path, root_dir, python),
-    ]
+    entry = service_entry(url, data_dir, catalog_path, root_dir, python)
+    if not job_tokens:
+        entry["command"].append("--AICloudHubApp.job_tokens=False")
+    c.JupyterHub.services = [*services, entry]
     scopes = dict(c.JupyterHub.get("custom_scopes") or {})
     scopes[ADMIN_SCOPE] = {"description": "See and manage every user's aicloud jobs."}
     c.JupyterHub.custom_scopes = scopes
     roles = [r for r in (c.JupyterHub.get("load_roles") or []) if r["name"] not in _role_names()]
-    c.JupyterHub.load_roles = [*roles, *aicloud_roles(admin_users)]
+    c.JupyterHub.load_roles = [*roles, *aicloud_roles(admin_users, job_tokens)]
     groups = dict(c.JupyterHub.get("load_groups") or {})
     groups.setdefault(ADMIN_GROUP, {"users": []})
     c.JupyterHub.load_groups = groups

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     policy = CullPolicy(load_catalog(args.catalog), args.cpu_timeout, args.gpu_timeout)
     api_url = os.environ["JUPYTERHUB_API_URL"]
     token = os.environ["JUPYTERHUB_API_TOKEN"]
-    asyncio.run(run(api_url, token, policy, args.every))
+    with contextlib.suppress(KeyboardInterrupt):  # the hub stops its services with SIGINT
+        asyncio.run(run(api_url, token, policy, args.every))
 
 
 if __name__ == "__main__":

@@ -10,16 +10,18 @@ so they keep firing while a user's server is stopped or culled.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import sys
 from urllib.parse import quote, urlparse
 
+import jupyterhub
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.serverapp import ServerApp
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Unicode, default
+from traitlets import Bool, Int, Unicode, default
 
 from aicloud.app import AICloudApp
 from aicloud.catalog import Catalog, load_catalog
@@ -37,6 +39,7 @@ from aicloud.hub.quota import (
     jobs_gpus,
     server_gpus,
 )
+from aicloud.hub.tokens import HubTokens, RevokedTokens, WithJobTokens
 from aicloud.spec import JobSpec
 
 #: Handlers whose POST creates something the caller will own.
@@ -159,15 +162,62 @@ class AICloudHubApp(AICloudApp):
         "(default: $AICLOUD_CATALOG; empty: no quota).",
     )
 
+    job_tokens = Bool(
+        True,
+        config=True,
+        help="Give each job attempt a hub token of its owner (AICLOUD_TOKEN), limited to "
+        "calling this service, so that jobs (scheduled notebooks, %%aicloud cells, the CLI) can "
+        "call the service back while the owner's server is stopped. Needs the 'tokens' scope "
+        "in the service's role. False: jobs get the service's URL but no credentials.",
+    )
+    job_token_lifetime = Int(
+        86400,
+        config=True,
+        help="Longest life, in seconds, of a job attempt's token (its expires_in). An attempt "
+        "with a timeout gets the timeout plus 5 minutes, if shorter. Tokens are revoked when "
+        "their attempt ends.",
+    )
+
     @default("catalog_path")
     def _default_catalog_path(self) -> str:
         return os.environ.get("AICLOUD_CATALOG", "")
 
     def initialize_settings(self) -> None:
-        """The standalone settings, then hub mode and the catalog."""
+        """The standalone settings, then hub mode and the catalog.
+
+        Users' webhooks may not reach internal addresses (the hub's API, the cloud's metadata
+        endpoint) unless the operator set ``Notifier.allow_internal_webhooks`` otherwise.
+        """
+        if "allow_internal_webhooks" not in self.config.Notifier:
+            self.config.Notifier.allow_internal_webhooks = False
         super().initialize_settings()
         catalog = load_catalog(self.catalog_path) if self.catalog_path else None
         self.settings.update(aicloud_mode="hub", aicloud_owner=None, aicloud_catalog=catalog)
+        if self.job_tokens:
+            self._issue_job_tokens(self.settings["aicloud_manager"])
+        self.log.info(
+            "aicloud hub service: JupyterHub %s (package %s) at %s",
+            jupyterhub.__version__,
+            importlib.metadata.version("jupyterhub"),
+            os.path.dirname(jupyterhub.__file__),
+        )
+
+    def _issue_job_tokens(self, manager) -> None:
+        """Every backend's attempts get a hub token of their job's owner (see hub.tokens)."""
+        hub_auth = self.serverapp.identity_provider.hub_auth
+        revoked = RevokedTokens(keep_seconds=hub_auth.cache_max_age + 60)
+        self.settings["aicloud_revoked_tokens"] = revoked  # read by HubServiceIdentityProvider
+        tokens = HubTokens(hub_auth.api_url, hub_auth.api_token, self.log)
+        manager.backends = {
+            name: WithJobTokens(
+                backend,
+                tokens,
+                revoked,
+                owner_of=lambda job_id: manager.store.get_job(job_id).owner,
+                lifetime=self.job_token_lifetime,
+            )
+            for name, backend in manager.backends.items()
+        }
 
     def _service_env(self) -> dict[str, str]:
         """Jobs get the service URL but no credentials of the service's own."""
