@@ -1,6 +1,8 @@
 """The hub home, for real: JupyterHub, configurable-http-proxy, the aicloud service, user servers.
 
-One hub per module (``spawner_config/jupyterhub_config.py`` with a test overlay). The fake
+One hub per JupyterHub version (``spawner_config/jupyterhub_config.py`` with a test overlay):
+every test runs against the venv's JupyterHub 6.x and against 5.5 (what z2jh ships; the overlay
+made by ``make hub-5.5``, see ``tests/hub_helpers.py``). The fake
 ``tests/fakes/nvidia-smi`` is on the hub's PATH so that the service's local backend sees two
 GPUs and GPU jobs can run (and count against quotas) on a machine without any.
 """
@@ -8,28 +10,58 @@ GPUs and GPU jobs can run (and count against quotas) on a machine without any.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import wait_for
-from tests.hub_helpers import ADMIN_TOKEN, LocalHub
+from tests.hub_helpers import ADMIN_TOKEN, HUB_VERSIONS, LocalHub
 
 FAKES = Path(__file__).parent / "fakes"
 CATALOG = Path(__file__).resolve().parent.parent / "spawner_config" / "hardware.yaml"
 API = "aicloud/api/v1"
 EVERY_SECOND = "* * * * * */1"
+AICLOUD_CLI = str(Path(sys.executable).with_name("aicloud"))
+#: Run inside a job: calls the service back with the job's own connection (AICLOUD_URL and the
+#: AICLOUD_TOKEN the service issued), through the client and the CLI. argv: another user's job.
+#: It also writes the token into its run directory, for the test's leak checks only.
+CALL_BACK = """
+import json, os, subprocess, sys
+from pathlib import Path
+import httpx
+from aicloud.client import AICloudClient, APIError
+token = os.environ["AICLOUD_TOKEN"]
+Path(os.environ["AICLOUD_RUN_DIR"], "token-for-the-test").write_text(token)
+with AICloudClient() as client:
+    status = client.status()
+    jobs = client.list(limit=500)["jobs"]
+    try:
+        other = client.get(sys.argv[1])["owner"]
+    except APIError as e:
+        other = e.status
+hub = httpx.get(os.environ["JUPYTERHUB_API_URL"] + "/users/" + status["user"] + "/tokens",
+                headers={"Authorization": "token " + token})
+cli = subprocess.run([sys.argv[2], "list", "--limit", "500"], capture_output=True, text=True)
+print("RESULT " + json.dumps({
+    "source": client.connection.source, "user": status["user"], "admin": status["admin"],
+    "ids": [j["id"] for j in jobs], "owners": sorted({j["owner"] for j in jobs}),
+    "other": other, "hub_api": hub.status_code, "cli": cli.stdout, "cli_rc": cli.returncode,
+}))
+"""
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+@pytest.fixture(scope="module", params=HUB_VERSIONS, ids=lambda v: f"hub{v}")
+def hub(request, tmp_path_factory):
     """A local hub: carol and dave are students (GPU quota 1), boss is an aicloud admin."""
     local = LocalHub(
         state=tmp_path_factory.mktemp("hub"),
         groups={"students": {"users": ["carol", "dave"]}},
         env={"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}"},
+        hub_version=request.param,
     )
     local.start()
     yield local
@@ -50,6 +82,28 @@ def wait_job(client, path: str, timeout: float = 60) -> dict:
         return job if job["status"] in ("succeeded", "failed", "cancelled") else None
 
     return wait_for(ended, timeout=timeout, interval=0.2)
+
+
+def test_the_hub_server_and_service_all_run_the_version_under_test(hub, tokens):
+    """The hub, its data files, the users' servers and the aicloud service: one JupyterHub."""
+    wanted = hub.hub_version
+    with hub.admin() as admin:
+        assert admin.get("/hub/api/").json()["version"].startswith(wanted + ".")
+    # Static files (and templates, from the same place) come from that version's share/.
+    css = "static/components/@fortawesome/fontawesome-free/css/fontawesome.css"
+    served = hub.client(tokens["alice"]).get(f"/hub/{css}")
+    assert served.status_code == 200 and served.content == (hub.data_files / css).read_bytes()
+    # A user's server is that version's jupyterhub-singleuser...
+    assert hub.spawn("vera", {"profile": "cpu-small"}).status_code in (201, 202)
+    answer = hub.client(hub.user_token("vera")).get("/user/vera/api/status")
+    assert answer.status_code == 200
+    assert answer.headers["X-JupyterHub-Version"].startswith(wanted + ".")
+    # ...and the aicloud service imports it (module and package metadata agree).
+    marker = "aicloud hub service: JupyterHub"
+    started = [line for line in hub.log().splitlines() if marker in line][-1]
+    assert f"JupyterHub {wanted}." in started and f"(package {wanted}." in started
+    assert str(hub.overlay or "site-packages") in started
+    hub.stop_server("vera")
 
 
 def test_unknown_profile_or_option_is_a_400_listing_allowed_values(hub, tokens):
@@ -137,6 +191,18 @@ def test_schedule_fires_while_the_owners_server_is_stopped(hub, tokens):
     assert bob.get(f"/services/aicloud/{API}/schedules/{schedule['id']}").status_code == 404
     assert bob.delete(f"/services/aicloud/{API}/schedules/{schedule['id']}").status_code == 404
     assert alice.delete(f"/services/aicloud/{API}/schedules/{schedule['id']}").status_code == 204
+
+
+def test_webhooks_may_not_reach_the_hubs_internal_addresses(hub, tokens):
+    """The hub service refuses webhooks to internal hosts (SSRF): a 400 naming the field."""
+    bob = hub.client(tokens["bob"])
+    for url in (f"{hub.url}/hub/api/users", "http://169.254.169.254/latest/meta-data/"):
+        response = bob.post(
+            f"/services/aicloud/{API}/schedules",
+            json={"cron": "0 3 * * *", "job": {"command": ["true"]}, "webhook_url": url},
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["message"].startswith("webhook_url: webhooks may not go to")
 
 
 def test_gpu_quota_counts_servers_and_jobs_together(hub, tokens):
@@ -247,3 +313,54 @@ def test_gpu_servers_are_culled_sooner_than_cpu_ones(hub, tokens):
 
     wait_for(lambda: not servers("dave") and not servers("carol"), timeout=60)
     assert servers("erin")[""]["ready"]
+
+
+def test_a_job_calls_the_service_back_as_its_owner_while_the_server_is_stopped(hub, tokens):
+    """Each attempt gets a hub token of its owner, limited to the service, revoked at its end."""
+    alice, bob, boss = (hub.client(tokens[n]) for n in ("alice", "bob", "boss"))
+    service = f"/services/aicloud/{API}"
+    hub.stop_server("alice")
+    bobs = bob.post(f"{service}/jobs", json={"command": ["true"]}).json()
+    response = alice.post(
+        f"{service}/jobs",
+        json={"command": [sys.executable, "-c", CALL_BACK, bobs["id"], AICLOUD_CLI]},
+    )
+    assert response.status_code == 201, response.text
+    job = wait_job(alice, f"{service}/jobs/{response.json()['id']}")
+    log = alice.get(f"{service}/jobs/{job['id']}/logs").text
+    assert job["status"] == "succeeded", log
+    result = json.loads(log.split("RESULT ", 1)[1])
+    # The job reached the service directly (alice has no server) and acted as alice alone.
+    assert result["source"] == "AICLOUD_URL"
+    assert (result["user"], result["admin"]) == ("alice", False)
+    assert job["id"] in result["ids"] and result["owners"] == ["alice"]
+    assert bobs["id"] not in result["ids"] and result["other"] == 404
+    assert result["cli_rc"] == 0 and job["id"] in result["cli"] and bobs["id"] not in result["cli"]
+    # The token may call the service, not read its owner's tokens (nor do anything else).
+    assert result["hub_api"] == 403
+    # It is in no API answer and no log, and it is revoked once the attempt has ended.
+    token = (hub.state / "aicloud" / "runs" / job["id"] / "token-for-the-test").read_text()
+    assert token and token not in tokens.values()
+    answers = [
+        alice.get(f"{service}/jobs/{job['id']}").text,
+        alice.get(f"{service}/jobs", params={"limit": 500}).text,
+        boss.get(f"{service}/jobs", params={"limit": 500}).text,
+        log,
+        hub.log(),
+    ]
+    assert not [text for text in answers if token in text]
+    wait_for(lambda: hub.client(token).get(f"{service}/status").status_code == 403, timeout=30)
+    with hub.admin() as admin:
+        notes = [t["note"] for t in admin.get("/hub/api/users/alice/tokens").json()["api_tokens"]]
+    assert not [note for note in notes if job["id"] in note]
+    # An admin's job acts as that admin, without the admin scope (the token is the service's
+    # access only).
+    response = boss.post(
+        f"{service}/jobs",
+        json={"command": [sys.executable, "-c", CALL_BACK, bobs["id"], AICLOUD_CLI]},
+    )
+    job = wait_job(boss, f"{service}/jobs/{response.json()['id']}")
+    log = boss.get(f"{service}/jobs/{job['id']}/logs").text
+    assert job["status"] == "succeeded", log
+    result = json.loads(log.split("RESULT ", 1)[1])
+    assert (result["user"], result["admin"], result["owners"]) == ("boss", False, ["boss"])

@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import random
+import socket
+
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import default
+
+#: Where servers' ports are drawn from: below Linux's ephemeral ports (32768-60999), which
+#: every ``bind(0)`` on the machine draws from. JupyterHub's own ``random_port()`` binds port 0
+#: and lets it go, so a kernel or another test could take the port before the server binds it.
+PORT_RANGE = (20000, 32767)
+
+
+def free_port(ip: str = "", tries: int = 200) -> int:
+    """A port in ``PORT_RANGE`` that is free now."""
+    for _ in range(tries):
+        port = random.randint(*PORT_RANGE)
+        with socket.socket() as probe:
+            try:
+                probe.bind((ip, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]}")
 
 
 class LocalProfileSpawner(SimpleLocalProcessSpawner):
@@ -23,3 +44,10 @@ class LocalProfileSpawner(SimpleLocalProcessSpawner):
     def _profile_from_form(form_data: dict[str, list[str]]) -> dict[str, str]:
         """``{"profile": slug}`` from the form's select (one value per field)."""
         return {key: values[0] for key, values in form_data.items() if values}
+
+    async def start(self):
+        """Start the server on a port of :data:`PORT_RANGE` unless ``Spawner.port`` is set."""
+        if self.port == 0 or getattr(self, "_port_drawn", False):
+            self.port = free_port(self.ip)
+            self._port_drawn = True
+        return await super().start()
