@@ -2,12 +2,20 @@
 
 A cell that blocks the kernel's thread also blocks the widget messages of its own monitor. A
 cell that *awaits* does not: ipykernel dispatches comm messages while an async cell runs. So a
-post input transformer rewrites each top-level ``%aicloud``/``%%aicloud`` call that follows a
-job (``train``, ``attach``, ``run``, ``submit``) into ``await run_magic(...)``, which runs the
+post input transformer rewrites a cell made only of ``%aicloud``/``%%aicloud`` calls that follow
+a job (``train``, ``attach``, ``run``, ``submit``) into ``await run_magic(...)``, which runs the
 magic in a worker thread, with the cell's context so that its output lands in the cell, and
 awaits it. A kernel interrupt cancels the await: the worker is told through :data:`INTERRUPT`
 and detaches (or cancels the job, per ``%config AICloudMagics.on_interrupt``) as a blocking
 cell would.
+
+The rewrite is left out, and the magic blocks as before, where an await would change more
+than the wait:
+
+- a cell with other code in it (an awaiting cell's blocking code cannot be interrupted);
+- a cell run from inside another one (``%time``, ``%%capture``, ``%run``, ``run_cell``);
+- without IPython's asyncio ``autoawait`` (``%autoawait False`` or ``trio``), or outside a
+  kernel (terminal IPython).
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ INTERRUPT: contextvars.ContextVar[threading.Event | None] = contextvars.ContextV
     "aicloud_interrupt", default=None
 )
 
+#: ipykernel's SIGINT handler resolves a future without waking the event loop, so the await
+#: wakes up this often to let the interrupt through.
 WAKE_SECONDS = 0.2
 _RUNNER = "__import__('aicloud.magics.awaiting', fromlist=['run_magic']).run_magic"
 
@@ -54,22 +64,33 @@ async def run_magic(kind: str, name: str, line: str, cell: str | None = None):
         return magic(line, cell) if kind == "cell" else magic(line)
 
     task = asyncio.ensure_future(asyncio.to_thread(call))
-    try:
-        await _finished(task)
-    except asyncio.CancelledError:  # the kernel was interrupted: let the magic detach or cancel
-        event.set()
-        await _finished(task)
+    while not task.done():
+        try:
+            await asyncio.wait({task}, timeout=WAKE_SECONDS)  # never cancels the task
+        except asyncio.CancelledError:  # interrupted: the magic detaches or cancels, then ends
+            event.set()
+            if (current := asyncio.current_task()) is not None:
+                current.uncancel()
     return task.result()
 
 
-async def _finished(task: asyncio.Future) -> None:
-    """Wait for ``task`` without cancelling it, waking the loop every ``WAKE_SECONDS``: the
-    kernel's SIGINT handler only cancels the cell when the loop next runs."""
-    while not task.done():
-        await asyncio.wait({task}, timeout=WAKE_SECONDS)
+def _offsets(source: bytes) -> list[int]:
+    starts, at = [0], 0
+    for line in source.splitlines(keepends=True):
+        at += len(line)
+        starts.append(at)
+    return starts
 
 
-def _magic_call(node: ast.AST) -> ast.Call | None:
+def _span(starts: list[int], node: ast.AST) -> tuple[int, int]:
+    """Byte offsets of ``node`` (ast columns count UTF-8 bytes)."""
+    return (
+        starts[node.lineno - 1] + node.col_offset,
+        starts[node.end_lineno - 1] + node.end_col_offset,
+    )
+
+
+def _magic_call(node: ast.AST | None) -> ast.Call | None:
     """The ``get_ipython().run_{line,cell}_magic('aicloud', ...)`` call ``node`` is, if any."""
     if not (
         isinstance(node, ast.Call)
@@ -91,68 +112,70 @@ def _magic_call(node: ast.AST) -> ast.Call | None:
     return node
 
 
-def _awaited(source: bytes, call: ast.Call) -> bytes:
-    kind = "cell" if call.func.attr == "run_cell_magic" else "line"
-    args = b", ".join(_segment(source, a) for a in call.args)
-    return b"await " + _RUNNER.encode() + b"(" + repr(kind).encode() + b", " + args + b")"
+def waiting_calls(tree: ast.Module) -> list[ast.Call]:
+    """The cell's waiting ``%aicloud`` calls if it holds nothing else (else none)."""
+    calls = []
+    for statement in tree.body:
+        if not isinstance(statement, (ast.Expr, ast.Assign, ast.AnnAssign)):
+            return []
+        call = _magic_call(statement.value)
+        if call is None:
+            return []
+        calls.append(call)
+    return calls
 
 
-def _offsets(source: bytes) -> list[int]:
-    starts, at = [0], 0
-    for line in source.splitlines(keepends=True):
-        at += len(line)
-        starts.append(at)
-    return starts
+class AwaitingCells:
+    """The post input transformer (see the module); knows whether a cell is running."""
 
+    def __init__(self, shell):
+        self.shell = shell
+        self.depth = 0  # cells executing now: a transform inside one is a nested run
+        shell.events.register("pre_execute", self._enter)
+        shell.events.register("post_execute", self._leave)
 
-def _span(source: bytes, node: ast.AST) -> tuple[int, int]:
-    """Byte offsets of ``node`` in ``source`` (ast columns count UTF-8 bytes)."""
-    starts = _offsets(source)
-    return (
-        starts[node.lineno - 1] + node.col_offset,
-        starts[node.end_lineno - 1] + node.end_col_offset,
-    )
+    def _enter(self) -> None:
+        self.depth += 1
 
+    def _leave(self) -> None:
+        self.depth = max(0, self.depth - 1)
 
-def _segment(source: bytes, node: ast.AST) -> bytes:
-    begin, end = _span(source, node)
-    return source[begin:end]
+    def applies(self) -> bool:
+        """Whether a cell transformed now runs at the top of ipykernel's asyncio loop."""
+        from IPython.core.interactiveshell import _asyncio_runner
 
+        return (
+            self.depth == 0 and self.shell.autoawait and self.shell.loop_runner is _asyncio_runner
+        )
 
-def make_cells_await(lines: list[str]) -> list[str]:
-    """Input transformer: top-level waiting ``%aicloud`` calls become awaited (see module).
-
-    Only the calls' own text changes, so the rest of the cell keeps its lines and comments.
-    """
-    text = "".join(lines)
-    if "aicloud" not in text:
-        return lines
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        return lines
-    calls = [
-        call
-        for statement in tree.body
-        if isinstance(statement, (ast.Expr, ast.Assign, ast.AnnAssign))
-        and statement.value is not None
-        and (call := _magic_call(statement.value)) is not None
-    ]
-    if not calls:
-        return lines
-    source = text.encode()
-    for call in reversed(calls):
-        begin, end = _span(source, call)
-        source = source[:begin] + _awaited(source, call) + source[end:]
-    return source.decode().splitlines(keepends=True)
+    def __call__(self, lines: list[str]) -> list[str]:
+        text = "".join(lines)
+        if "aicloud" not in text or not self.applies():
+            return lines
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            return lines
+        calls = waiting_calls(tree)
+        if not calls:
+            return lines
+        source = text.encode()
+        starts = _offsets(source)
+        for call in reversed(calls):
+            begin, end = _span(starts, call)
+            kind = "cell" if call.func.attr == "run_cell_magic" else "line"
+            args = b", ".join(source[slice(*_span(starts, a))] for a in call.args)
+            awaited = f"await {_RUNNER}({kind!r}, ".encode() + args + b")"
+            source = source[:begin] + awaited + source[end:]
+        return source.decode().splitlines(keepends=True)
 
 
 def install(shell) -> None:
     """Add the transformer to a kernel's shell (terminal IPython keeps blocking cells)."""
     if getattr(shell, "kernel", None) is None:
         return
-    if make_cells_await not in shell.input_transformers_post:
-        shell.input_transformers_post.append(make_cells_await)
+    if not any(isinstance(t, AwaitingCells) for t in shell.input_transformers_post):
+        shell.input_transformers_post.append(AwaitingCells(shell))
 
 
 def transform_without_awaiting(shell, raw_cell: str) -> str:
@@ -160,6 +183,6 @@ def transform_without_awaiting(shell, raw_cell: str) -> str:
     cell = shell.input_transformer_manager.transform_cell(raw_cell)
     lines = cell.splitlines(keepends=True)
     for transform in shell.input_transformers_post:
-        if transform is not make_cells_await:
+        if not isinstance(transform, AwaitingCells):
             lines = transform(lines)
     return "".join(lines)
