@@ -44,6 +44,8 @@ class Backend(LoggingConfigurable):
     """
 
     name = "base"
+    #: Whether every process gets the plan's whole environment (a job token can travel so).
+    passes_environment = False
 
     cancel_grace_seconds = Float(
         5.0,

@@ -67,6 +67,8 @@ class LocalBackend(Backend):
     status to the run directory, enforces the timeout and leaves no process behind.
     """
 
+    passes_environment = True
+
     name = "local"
 
     max_processes = Int(

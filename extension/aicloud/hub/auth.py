@@ -29,7 +29,8 @@ class HubServiceIdentityProvider(JupyterHubIdentityProvider):
         revoked = handler.settings.get("aicloud_revoked_tokens")
         if user is None or revoked is None:
             return user
-        token = self.hub_auth.get_token(handler, in_cookie=False)
+        # in_cookie: a job token sent as ?token= is kept in the OAuth cookie
+        token = self.hub_auth.get_token(handler, in_cookie=True)
         if token and revoked.refuses(token):
             handler._jupyterhub_user = None
             return None

@@ -172,6 +172,7 @@ class AICloudHubApp(AICloudApp):
     )
     job_token_lifetime = Int(
         86400,
+        min=60,
         config=True,
         help="Longest life, in seconds, of a job attempt's token (its expires_in). An attempt "
         "with a timeout gets the timeout plus 5 minutes, if shorter. Tokens are revoked when "
@@ -203,9 +204,12 @@ class AICloudHubApp(AICloudApp):
         )
 
     def _issue_job_tokens(self, manager) -> None:
-        """Every backend's attempts get a hub token of their job's owner (see hub.tokens)."""
+        """Attempts get a hub token of their job's owner (see hub.tokens), on the backends
+        that hand a plan's environment to its processes (the Kubernetes one does not yet)."""
         hub_auth = self.serverapp.identity_provider.hub_auth
-        revoked = RevokedTokens(keep_seconds=hub_auth.cache_max_age + 60)
+        revoked = RevokedTokens(
+            keep_seconds=max(hub_auth.cache_max_age + 60, self.job_token_lifetime)
+        )
         self.settings["aicloud_revoked_tokens"] = revoked  # read by HubServiceIdentityProvider
         tokens = HubTokens(hub_auth.api_url, hub_auth.api_token, self.log)
         manager.backends = {
@@ -216,6 +220,8 @@ class AICloudHubApp(AICloudApp):
                 owner_of=lambda job_id: manager.store.get_job(job_id).owner,
                 lifetime=self.job_token_lifetime,
             )
+            if backend.passes_environment
+            else backend
             for name, backend in manager.backends.items()
         }
 

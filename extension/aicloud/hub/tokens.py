@@ -120,7 +120,17 @@ class HubTokens:
                 HTTPRequest(url, headers=self._auth, request_timeout=REQUEST_TIMEOUT),
                 raise_error=False,
             )
-            if response.code != 200 or json.loads(response.body).get("note") != note:
+            if response.code == 404:  # expired or revoked already
+                return
+            if response.code != 200:
+                self.log.warning(
+                    "aicloud: cannot read %s's job token %s to revoke it: %s",
+                    owner,
+                    token_id,
+                    response.code,
+                )
+                return
+            if json.loads(response.body).get("note") != note:
                 return
             response = await client.fetch(
                 HTTPRequest(
@@ -128,7 +138,7 @@ class HubTokens:
                 ),
                 raise_error=False,
             )
-        except OSError as e:
+        except (OSError, HTTPClientError) as e:  # tornado's timeouts and closed streams
             self.log.warning("aicloud: cannot revoke %s's job token %s: %s", owner, token_id, e)
             return
         if response.code not in (204, 404):
@@ -203,7 +213,15 @@ class WithJobTokens:
         job_id = Path(run_dir).name
         owner = self._owner_of(job_id)
         note = f"aicloud job {job_id} attempt {attempt}"
-        token, token_id = await self._tokens.issue(owner, note, self.expires_in(timeout_seconds))
+        try:
+            token, token_id = await self._tokens.issue(
+                owner, note, self.expires_in(timeout_seconds)
+            )
+        except JobTokenError as e:  # jobs that never call back should still run
+            self._tokens.log.warning(
+                "aicloud: job %s attempt %d starts without a token: %s", job_id, attempt, e
+            )
+            return await self._backend.start(plan, run_dir, attempt, timeout_seconds, spec)
         self._digests[owner, token_id] = digest(token)
         issued = {HANDLE_KEY: {"owner": owner, "id": token_id, "note": note}}
         try:
@@ -224,8 +242,10 @@ class WithJobTokens:
 
     async def cancel(self, handle: dict[str, Any]) -> None:
         """Cancel the attempt, then revoke its token."""
-        await self._backend.cancel(handle)
-        self._revoke_later(handle)
+        try:
+            await self._backend.cancel(handle)
+        finally:
+            self._revoke_later(handle)
 
     def _revoke_later(self, handle: dict[str, Any]) -> None:
         issued = handle.get(HANDLE_KEY)
