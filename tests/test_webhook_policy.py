@@ -122,3 +122,10 @@ async def test_rest_answers_400_naming_the_field(jp_fetch):
         body={"webhook_url": "http://127.0.0.1:9/x"},
     )
     assert status == 400 and error["message"].startswith("webhook_url:")
+
+
+def test_a_bad_allowed_network_is_refused_when_configured():
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError, match="Notifier.allowed_networks: .*10.0.0.0/33"):
+        Notifier(allowed_networks=["10.0.0.0/33"])

@@ -22,7 +22,7 @@ import socket
 from urllib.parse import urlsplit
 
 import httpx
-from traitlets import Bool, Float, Int, List, Unicode
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from aicloud.models import isoformat, job_model
@@ -52,6 +52,15 @@ class Notifier(LoggingConfigurable):
         super().__init__(**kwargs)
         self._pending: set[asyncio.Task] = set()
         self._client: httpx.AsyncClient | None = None
+
+    @validate("allowed_networks")
+    def _valid_networks(self, proposal):
+        for network in proposal["value"]:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as e:
+                raise TraitError(f"Notifier.allowed_networks: {e}") from None
+        return proposal["value"]
 
     def _internal(self, address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%")[0])

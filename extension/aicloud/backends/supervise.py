@@ -146,11 +146,15 @@ def _copy_with_prefix(stream, log, prefix: bytes) -> None:
     separator = b"\n" + prefix
     pending = b""
     while chunk := os.read(fd, COPY_CHUNK):
-        pending += chunk
-        end = pending.rfind(b"\n")
+        end = chunk.rfind(b"\n")  # only the new bytes: a long line is not searched again
         if end >= 0:
-            _write_all(log, prefix + pending[:end].replace(b"\n", separator) + b"\n")
-            pending = pending[end + 1 :]
+            lines, pending = pending + chunk[:end], chunk[end + 1 :]
+            _write_all(log, prefix + lines.replace(b"\n", separator) + b"\n")
+        else:
+            pending += chunk
+            if len(pending) >= COPY_CHUNK:  # progress bars redrawn with \r: a line per 64 KiB
+                _write_all(log, prefix + pending + b"\n")
+                pending = b""
         if len(chunk) < COPY_CHUNK:
             time.sleep(COPY_PAUSE)
     if pending:

@@ -56,9 +56,9 @@ def progress_engine():
 def note_current_cell(cell) -> None:
     """Write the id of the cell about to run where the kernel's magics look for it."""
     path = os.environ.get("AICLOUD_CELL_FILE")
-    if path and cell.get("id"):
+    if path:  # a cell without an id (nbformat < 4.5) must not keep the last cell's
         partial = f"{path}.partial"
-        Path(partial).write_text(cell["id"])
+        Path(partial).write_text(cell.get("id") or "")
         os.replace(partial, path)
 
 
