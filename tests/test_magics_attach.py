@@ -36,18 +36,23 @@ def kernel(live_server, monkeypatch):
         km.shutdown_kernel(now=True)
 
 
-def run(kc, code: str, until: str | None = None, timeout: float = 60) -> tuple[str, str]:
-    """Execute ``code``; return (all text output, status). With ``until``, return as soon as
-    that text has appeared (the cell still running) with status 'running'."""
-    msg_id = kc.execute(code)
-    text, deadline = "", time.monotonic() + timeout
+def iopub(kc, msg_id: str | None, timeout: float):
+    """The kernel's IOPub messages (of request ``msg_id``, if given) until ``timeout``."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             msg = kc.get_iopub_msg(timeout=1)
         except queue.Empty:
             continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
+        if msg_id is None or msg["parent_header"].get("msg_id") == msg_id:
+            yield msg
+
+
+def run(kc, code: str, until: str | None = None, timeout: float = 60) -> tuple[str, str]:
+    """Execute ``code``; return (all text output, status). With ``until``, return as soon as
+    that text has appeared (the cell still running) with status 'running'."""
+    text = ""
+    for msg in iopub(kc, kc.execute(code), timeout):
         kind, content = msg["msg_type"], msg["content"]
         if kind == "stream":
             text += content["text"]
@@ -62,12 +67,8 @@ def run(kc, code: str, until: str | None = None, timeout: float = 60) -> tuple[s
 
 def drain(kc, timeout: float = 30) -> str:
     """The rest of the current cell's output, until the kernel is idle."""
-    text, deadline = "", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            msg = kc.get_iopub_msg(timeout=1)
-        except queue.Empty:
-            continue
+    text = ""
+    for msg in iopub(kc, None, timeout):
         if msg["msg_type"] == "stream":
             text += msg["content"]["text"]
         elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
@@ -114,14 +115,8 @@ def test_interrupt_cancels_with_the_setting(kernel, live_server):
 
 def widget_buttons(kc, msg_id: str, timeout: float = 60) -> tuple[dict, str]:
     """The comm ids of the buttons the running cell displayed, by description, and its text."""
-    buttons, text, deadline = {}, "", time.monotonic() + timeout
-    while time.monotonic() < deadline and not ("Cancel" in buttons and "tick 2" in text):
-        try:
-            msg = kc.get_iopub_msg(timeout=1)
-        except queue.Empty:
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
+    buttons, text = {}, ""
+    for msg in iopub(kc, msg_id, timeout):
         content = msg["content"]
         if msg["msg_type"] == "comm_open":
             state = content["data"].get("state", {})
@@ -129,6 +124,8 @@ def widget_buttons(kc, msg_id: str, timeout: float = 60) -> tuple[dict, str]:
                 buttons[state["description"]] = content["comm_id"]
         elif msg["msg_type"] == "stream":
             text += content["text"]
+        if "Cancel" in buttons and "tick 2" in text:
+            break
     return buttons, text
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,7 @@ def init_distributed(backend: str | None = None, timeout_seconds: float = 300):
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank())
+    atexit.register(_destroy_at_exit)
     if "MASTER_ADDR" not in os.environ:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
         return dist.group.WORLD
@@ -144,17 +146,79 @@ def init_distributed(backend: str | None = None, timeout_seconds: float = 300):
         backend, store=prefixed, rank=rank(), world_size=world_size(), timeout=timeout
     )
     _record_restart()
-    atexit.register(_destroy_at_exit)
     return dist.group.WORLD
 
 
-def _destroy_at_exit() -> None:
-    """Tear the process group down before the interpreter does, as torch asks of scripts.
+# torch names the worker threads of its gloo backend so (``/proc/<pid>/task/<tid>/comm``).
+GLOO_WORKER_THREAD = "pt_gloo_runloop"
 
-    torch 2.13 with gloo can still abort at exit (``terminate called without an active
-    exception``) even so; stock ``torchrun`` scripts do too. See the CHANGELOG.
+
+def _destroy_at_exit() -> None:
+    """Tear the process group down, then let gloo's worker threads go idle, before exit.
+
+    Without the wait, torch 2.13 with gloo can abort at exit (``terminate called without an
+    active exception``): a gloo worker thread that has just finished the last collective drops
+    it, and the collective holds a Python object (the ``contextvars`` context that backward
+    stashes), whose release takes the GIL. If that happens once the interpreter is finalizing,
+    CPython ends the thread inside a C++ destructor and libstdc++ calls ``std::terminate``
+    (pytorch/pytorch#190489). ``destroy_process_group`` does not stop those threads while a
+    DDP model still holds the group, so this waits, with the GIL released, until they sleep.
     """
     import torch.distributed as dist
 
     if dist.is_initialized():
         dist.destroy_process_group()
+    wait_for_gloo_workers()
+
+
+def _thread_states(name: str) -> list[str] | None:
+    """The scheduler states (``R``, ``S``, ``D``...) of this process's threads called ``name``.
+
+    None where ``/proc`` cannot tell (not Linux).
+    """
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    states = []
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")] == name:
+            states.append(stat[stat.rindex(")") + 2])
+    return states
+
+
+def wait_for_gloo_workers(
+    timeout: float = 5.0, quiet_polls: int = 5, interval: float = 0.002
+) -> bool:
+    """Sleep, GIL released, until gloo's worker threads have slept for ``quiet_polls`` polls.
+
+    An idle worker sleeps on its queue; one still releasing a finished collective is running
+    or waiting for the GIL, which it gets while this sleeps. Returns whether they went quiet
+    within ``timeout`` seconds (True at once when there are none, or off Linux after a short
+    sleep), and says so on stderr when they did not; it never blocks longer than ``timeout``.
+    """
+    if _thread_states(GLOO_WORKER_THREAD) is None:
+        time.sleep(0.05)
+        return True
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < quiet_polls:
+        states = _thread_states(GLOO_WORKER_THREAD) or []
+        quiet = quiet + 1 if all(state == "S" for state in states) else 0
+        if not states:
+            return True
+        if time.monotonic() > deadline:
+            print(
+                f"aicloud: gloo worker threads still busy {timeout:g} s after the run; exiting "
+                "anyway (torch may abort with 'terminate called without an active exception')",
+                file=sys.stderr,
+                flush=True,
+            )
+            return False
+        time.sleep(interval)
+    return True

@@ -8,6 +8,7 @@ remote traceback attached as a note.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import traceback
@@ -71,6 +72,8 @@ def run_call(payload: dict[str, str]) -> None:
 
     from aicloud import runtime
 
+    # first registered, last run: also when fn calls init_process_group itself (see runtime)
+    atexit.register(runtime.wait_for_gloo_workers)
     key = os.environ.get(KEY_ENV, "")
     chief = runtime.is_chief()
     try:
