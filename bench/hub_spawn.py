@@ -204,10 +204,16 @@ def run(args) -> dict:
                 + f"; load {load_average()[0]}",
                 flush=True,
             )
+        # every aicloud server loaded the forwarder to the hub service, and no bare one did
+        loaded = hub.log().count("aicloud.hub.forward | extension was successfully loaded")
+        spawned = args.warmup + args.pairs
+        print(f"servers that loaded aicloud: {loaded} (aicloud spawns: {spawned})", flush=True)
+        if loaded != spawned:
+            raise RuntimeError(f"{loaded} servers loaded aicloud, expected {spawned}")
     finally:
         hub.stop()
         shutil.rmtree(state, ignore_errors=True)
-    return {"pairs": pairs}
+    return {"pairs": pairs, "servers_with_aicloud": loaded}
 
 
 def report(pairs: list[dict]) -> dict:
