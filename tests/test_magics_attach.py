@@ -172,3 +172,30 @@ def test_waiting_cells_expand_variables_and_nested_runs_stay_synchronous(kernel,
         ("quiet", "succeeded"),
         ("timed", "succeeded"),
     ]
+
+
+def test_launch_async_keeps_the_cancel_button_live(kernel, live_server):
+    """``await aicloud.launch_async(fn)``: the function-mode twin of an awaiting cell."""
+    km, kc = kernel()
+    run(kc, '%config AICloudMagics.widgets = "on"')
+    run(
+        kc,
+        "import aicloud, time\n"
+        "def ticker():\n"
+        "    for i in range(600):\n"
+        "        print('tick', i, flush=True)\n"
+        "        time.sleep(0.2)\n"
+        "    return 'never'",
+    )
+    msg_id = kc.execute("result = await aicloud.launch_async(ticker, nproc=1, framework='none')")
+    buttons, text = widget_buttons(kc, msg_id)
+    assert "Cancel" in buttons and "tick 2" in text, (buttons, text)
+    job_id = text.split("aicloud: job ")[1].split()[0]
+    click = {"method": "custom", "content": {"event": "click"}}
+    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": buttons["Cancel"], "data": click}))
+    with live_server.api() as api:
+        wait_for(lambda: api.get(f"jobs/{job_id}").json()["status"] == "cancelled", timeout=30)
+    reply = kc.get_shell_msg(timeout=60)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=60)
+    assert (reply["content"]["status"], reply["content"]["ename"]) == ("error", "JobFailed")

@@ -24,4 +24,13 @@ def launch(fn, *args, **options):
     return run(fn, *args, **options)
 
 
-__all__ = ["__version__", "launch", "load_ipython_extension"]
+async def launch_async(fn, *args, **options):
+    """:func:`launch`, awaited (``result = await aicloud.launch_async(fn, nproc=2)``): the
+    kernel stays free while it waits, so the job monitor's Cancel button works."""
+    from aicloud.magics.awaiting import in_thread
+    from aicloud.magics.function import launch as run
+
+    return await in_thread(lambda: run(fn, *args, **options))
+
+
+__all__ = ["__version__", "launch", "launch_async", "load_ipython_extension"]

@@ -45,6 +45,27 @@ def interrupted() -> bool:
     return event is not None and event.is_set()
 
 
+async def in_thread(call):
+    """``call()`` in a worker thread, with this context (the cell's output goes to the cell),
+    awaited so that the kernel goes on handling widget messages. A kernel interrupt sets
+    :data:`INTERRUPT` for the thread, which detaches or cancels and ends soon after."""
+    event = threading.Event()
+
+    def run():
+        INTERRUPT.set(event)
+        return call()
+
+    task = asyncio.ensure_future(asyncio.to_thread(run))
+    while not task.done():
+        try:
+            await asyncio.wait({task}, timeout=WAKE_SECONDS)  # never cancels the task
+        except asyncio.CancelledError:  # interrupted: the thread detaches or cancels, then ends
+            event.set()
+            if (current := asyncio.current_task()) is not None:
+                current.uncancel()
+    return task.result()
+
+
 async def run_magic(kind: str, name: str, line: str, cell: str | None = None):
     """Run ``%name line`` (``%%name line`` with ``cell``) in a thread and await its result.
 
@@ -57,21 +78,7 @@ async def run_magic(kind: str, name: str, line: str, cell: str | None = None):
     magic = shell.find_cell_magic(name) if kind == "cell" else shell.find_line_magic(name)
     if not getattr(magic, MAGIC_NO_VAR_EXPAND_ATTR, False):
         line = shell.var_expand(line, depth=1)
-    event = threading.Event()
-
-    def call():
-        INTERRUPT.set(event)
-        return magic(line, cell) if kind == "cell" else magic(line)
-
-    task = asyncio.ensure_future(asyncio.to_thread(call))
-    while not task.done():
-        try:
-            await asyncio.wait({task}, timeout=WAKE_SECONDS)  # never cancels the task
-        except asyncio.CancelledError:  # interrupted: the magic detaches or cancels, then ends
-            event.set()
-            if (current := asyncio.current_task()) is not None:
-                current.uncancel()
-    return task.result()
+    return await in_thread(lambda: magic(line, cell) if kind == "cell" else magic(line))
 
 
 def _offsets(source: bytes) -> list[int]:
