@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 import jupyterhub
+import psutil
 
 from tests.conftest import free_port
 
@@ -71,6 +72,10 @@ SERVICE_TEST_ARGS = [
 ]
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @dataclass
 class LocalHub:
     """A running local hub; ``url`` is the proxy's public URL."""
@@ -83,6 +88,7 @@ class LocalHub:
     process: subprocess.Popen | None = None
     env: dict = field(default_factory=dict)
     hub_version: str = VENV_HUB  # a key of HUB_OVERLAYS
+    sigint_ignored: bool = False  # start as a shell's background job would (SIGINT ignored)
 
     @property
     def overlay(self) -> Path | None:
@@ -143,6 +149,7 @@ class LocalHub:
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_ignore_sigint if self.sigint_ignored else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -220,17 +227,31 @@ class LocalHub:
                 time.sleep(0.1)
         raise TimeoutError(f"{name}'s server did not stop")
 
-    def stop(self) -> None:
-        """Stop the hub (SIGTERM: it stops servers, the service and the proxy)."""
+    def stop(self) -> list[str]:
+        """Stop the hub (SIGTERM: it stops servers, the service and the proxy); then end
+        whatever of its processes outlived it, so that no test leaves servers behind.
+        Returns the command lines of those (none when the hub cleaned up after itself)."""
+        outlived: list[str] = []
         if self.process is not None and self.process.poll() is None:
+            started = psutil.Process(self.process.pid).children(recursive=True)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+            left = [p for p in started if p.is_running()]
+            for process in left:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    outlived.append(" ".join(process.cmdline()))
+                    process.terminate()
+            _, alive = psutil.wait_procs(left, timeout=10)
+            for process in alive:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
         proxy_pid = self.state / "proxy.pid"
         if proxy_pid.exists():  # a proxy left behind by a hub that did not stop cleanly
             with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(proxy_pid.read_text().strip()), signal.SIGTERM)
         self._log.close()
+        return outlived

@@ -134,6 +134,7 @@ def configure_culling(
             "command": [
                 python,
                 "-m",
+                "aicloud.hub.interruptible",  # stops on the hub's SIGINT (see there)
                 "jupyterhub_idle_culler",
                 f"--timeout={cpu_timeout}",
                 f"--cull-every={every}",

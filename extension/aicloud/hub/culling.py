@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -135,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     policy = CullPolicy(load_catalog(args.catalog), args.cpu_timeout, args.gpu_timeout)
     api_url = os.environ["JUPYTERHUB_API_URL"]
     token = os.environ["JUPYTERHUB_API_TOKEN"]
-    with contextlib.suppress(KeyboardInterrupt):  # the hub stops its services with SIGINT
+    # the hub stops its services with SIGINT, which a hub run in the background ignores
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(api_url, token, policy, args.every))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 import socket
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
@@ -44,6 +45,17 @@ class LocalProfileSpawner(SimpleLocalProcessSpawner):
     def _profile_from_form(form_data: dict[str, list[str]]) -> dict[str, str]:
         """``{"profile": slug}`` from the form's select (one value per field)."""
         return {key: values[0] for key, values in form_data.items() if values}
+
+    def make_preexec_fn(self, name):
+        """Also give the server SIGINT's default action back: the hub stops servers with
+        SIGINT, which a hub run in the background (SIGINT ignored) would pass on ignored."""
+        prepare = super().make_preexec_fn(name)
+
+        def preexec():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            prepare()
+
+        return preexec
 
     async def start(self):
         """Start the server on a port of :data:`PORT_RANGE` unless ``Spawner.port`` is set."""
