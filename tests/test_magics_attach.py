@@ -129,16 +129,12 @@ def widget_buttons(kc, msg_id: str, timeout: float = 60) -> tuple[dict, str]:
     return buttons, text
 
 
-def test_cancel_button_works_while_the_cell_waits(kernel, live_server):
-    """The monitor's Cancel button is a comm message to the kernel; a waiting cell awaits in a
-    thread, so the kernel dispatches the click while the cell still runs."""
-    km, kc = kernel()
-    run(kc, '%config AICloudMagics.widgets = "on"')
-    msg_id = kc.execute(SLEEPER)
+def click_cancel_while_running(kc, live_server, msg_id: str) -> tuple[str, dict]:
+    """Wait for the running cell's monitor, click its Cancel button (the comm message a
+    browser sends), and wait for the job to be cancelled; the job id and the cell's reply."""
     buttons, text = widget_buttons(kc, msg_id)
     assert "Cancel" in buttons and "tick 2" in text, (buttons, text)
     job_id = text.split("aicloud: job ")[1].split()[0]
-
     click = {"method": "custom", "content": {"event": "click"}}
     kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": buttons["Cancel"], "data": click}))
     with live_server.api() as api:
@@ -146,6 +142,15 @@ def test_cancel_button_works_while_the_cell_waits(kernel, live_server):
     reply = kc.get_shell_msg(timeout=60)  # the cell ends: the job did not succeed
     while reply["parent_header"].get("msg_id") != msg_id:
         reply = kc.get_shell_msg(timeout=60)
+    return job_id, reply
+
+
+def test_cancel_button_works_while_the_cell_waits(kernel, live_server):
+    """The monitor's Cancel button is a comm message to the kernel; a waiting cell awaits in a
+    thread, so the kernel dispatches the click while the cell still runs."""
+    km, kc = kernel()
+    run(kc, '%config AICloudMagics.widgets = "on"')
+    job_id, reply = click_cancel_while_running(kc, live_server, kc.execute(SLEEPER))
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "JobFailed"
     after, _ = run(kc, "print(_aicloud_last_job)")
@@ -187,15 +192,6 @@ def test_launch_async_keeps_the_cancel_button_live(kernel, live_server):
         "        time.sleep(0.2)\n"
         "    return 'never'",
     )
-    msg_id = kc.execute("result = await aicloud.launch_async(ticker, nproc=1, framework='none')")
-    buttons, text = widget_buttons(kc, msg_id)
-    assert "Cancel" in buttons and "tick 2" in text, (buttons, text)
-    job_id = text.split("aicloud: job ")[1].split()[0]
-    click = {"method": "custom", "content": {"event": "click"}}
-    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": buttons["Cancel"], "data": click}))
-    with live_server.api() as api:
-        wait_for(lambda: api.get(f"jobs/{job_id}").json()["status"] == "cancelled", timeout=30)
-    reply = kc.get_shell_msg(timeout=60)
-    while reply["parent_header"].get("msg_id") != msg_id:
-        reply = kc.get_shell_msg(timeout=60)
+    code = "result = await aicloud.launch_async(ticker, nproc=1, framework='none')"
+    _, reply = click_cancel_while_running(kc, live_server, kc.execute(code))
     assert (reply["content"]["status"], reply["content"]["ename"]) == ("error", "JobFailed")
