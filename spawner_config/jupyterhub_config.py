@@ -58,7 +58,10 @@ c.Spawner.args = ["--allow-root", "--ServerApp.port_retries=0"]
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
-c.SimpleLocalProcessSpawner.home_dir_template = str(STATE / "users" / "{username}")
+HOMES = str(STATE / "users" / "{username}")
+c.SimpleLocalProcessSpawner.home_dir_template = HOMES
+# Each new home gets the example notebooks (never overwriting a file the user has).
+c.LocalProfileSpawner.examples_dir = env("AICLOUD_EXAMPLES", str(REPO / "notebooks"))
 
 # --- the hardware catalog: profiles, the 400 for unknown choices, GPU quotas ---------------------
 try:
@@ -80,6 +83,7 @@ configure_aicloud_service(
     data_dir=str(STATE / "aicloud"),
     catalog_path=CATALOG,
     root_dir=str(STATE / "users"),
+    home_dir_template=HOMES,
     admin_users=ADMINS,
 )
 

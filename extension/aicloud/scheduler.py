@@ -16,7 +16,6 @@ import os
 import shutil
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
@@ -325,7 +324,7 @@ class Scheduler(LoggingConfigurable):
                 self.notifier.check_url(spec.webhook_url)
             except ValueError as e:
                 raise InvalidSpec("webhook_url", str(e)) from None
-        self.manager.validate(spec.job)
+        self.manager.validate(spec.job, owner)
 
     def create(self, spec: ScheduleSpec, owner: str) -> Schedule:
         """Validate the schedule and its job template, then store it."""
@@ -352,7 +351,7 @@ class Scheduler(LoggingConfigurable):
             missed_ticks=0,
         )
         if spec.snapshot:
-            schedule.snapshot = self._snapshot(schedule.id, spec.job)
+            schedule.snapshot = self._snapshot(schedule.id, spec.job, owner)
         schedule.next_tick_at = self._first_tick(schedule, now)
         with self.store.session() as session:
             session.add(schedule)
@@ -367,14 +366,14 @@ class Scheduler(LoggingConfigurable):
             return None
         return following
 
-    def _snapshot(self, schedule_id: str, job: JobSpec) -> str:
-        """Copy the notebook as it is now; runs use the copy (inside the root directory)."""
-        root = Path(self.manager.root_dir)
-        source = self.manager.resolve_cwd(job) / job.notebook
+    def _snapshot(self, schedule_id: str, job: JobSpec, owner: str) -> str:
+        """Copy the notebook as it is now; runs use the copy (inside the owner's root)."""
+        root = self.manager.root_for(owner)
+        cwd = self.manager.resolve_cwd(job, owner)
+        source = cwd / job.notebook
         folder = root / ".aicloud" / "snapshots" / schedule_id
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, folder / source.name)
-        cwd = self.manager.resolve_cwd(job)
         return os.path.relpath(folder / source.name, cwd)
 
     def update(self, schedule_id: str, owner: str | None, change: ScheduleUpdate) -> Schedule:
@@ -447,7 +446,7 @@ class Scheduler(LoggingConfigurable):
             session.commit()
         if schedule.snapshot:
             shutil.rmtree(
-                Path(self.manager.root_dir) / ".aicloud" / "snapshots" / schedule.id,
+                self.manager.root_for(schedule.owner) / ".aicloud" / "snapshots" / schedule.id,
                 ignore_errors=True,
             )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from pathlib import Path
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -29,7 +28,7 @@ class NotebookParametersHandler(AICloudHandler):
         path = self.get_query_argument("path", None)
         if not path:
             raise web.HTTPError(400, "path: required")
-        root = Path(self.manager.root_dir)
+        root = self.manager.root_for(self.owner)
         try:
             notebook = resolve(root, root, path, field="path")
         except InvalidSpec as e:

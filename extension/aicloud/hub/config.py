@@ -35,12 +35,15 @@ def service_entry(
     catalog_path: str = "",
     root_dir: str = "",
     python: str = sys.executable,
+    home_dir_template: str = "",
     **extra,
 ) -> dict:
     """The ``c.JupyterHub.services`` entry of a hub-managed aicloud service."""
     command = [python, "-m", "aicloud.hub.service", f"--AICloudApp.data_dir={data_dir}"]
     if root_dir:
         command.append(f"--ServerApp.root_dir={root_dir}")
+    if home_dir_template:
+        command.append(f"--JobManager.home_dir_template={home_dir_template}")
     if catalog_path:
         command.append(f"--AICloudHubApp.catalog_path={catalog_path}")
     entry = {"name": SERVICE_NAME, "url": url, "command": command, "oauth_no_confirm": True}
@@ -71,6 +74,7 @@ def configure_aicloud_service(
     data_dir: str,
     catalog_path: str = "",
     root_dir: str = "",
+    home_dir_template: str = "",
     admin_users: Iterable[str] = (),
     public_service_url: str | None = None,
     python: str = sys.executable,
@@ -78,14 +82,18 @@ def configure_aicloud_service(
 ) -> None:
     """Register the service, its scopes and roles, and make user servers forward to it.
 
-    ``root_dir`` is where jobs' relative ``cwd`` starts (the service's Jupyter root).
+    ``root_dir`` is the service's Jupyter root; ``home_dir_template`` (``{username}`` for the
+    owner) is where each user's jobs start and which their relative paths may not leave: give
+    it the spawner's home directory template.
     ``public_service_url`` is where user servers reach the service (default: ``url`` plus
     ``/services/aicloud/``, the service's own address). ``job_tokens``: each job attempt gets
     a token of its owner for calling the service back (the service's role then holds
     ``tokens``); False gives jobs no credentials.
     """
     services = [s for s in (c.JupyterHub.get("services") or []) if s.get("name") != SERVICE_NAME]
-    entry = service_entry(url, data_dir, catalog_path, root_dir, python)
+    entry = service_entry(
+        url, data_dir, catalog_path, root_dir, python, home_dir_template=home_dir_template
+    )
     if not job_tokens:
         entry["command"].append("--AICloudHubApp.job_tokens=False")
     c.JupyterHub.services = [*services, entry]

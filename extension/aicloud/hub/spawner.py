@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import shutil
 import signal
 import socket
+from pathlib import Path
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
-from traitlets import default
+from traitlets import Unicode, default
 
 #: Where servers' ports are drawn from: below Linux's ephemeral ports (32768-60999), which
 #: every ``bind(0)`` on the machine draws from. JupyterHub's own ``random_port()`` binds port 0
@@ -28,14 +30,50 @@ def free_port(ip: str = "", tries: int = 200) -> int:
     raise RuntimeError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]}")
 
 
+#: Written into a home once the examples were copied there, so that they come once: an example
+#: the user deleted or renamed does not come back on the next spawn.
+EXAMPLES_MARKER = ".aicloud-examples"
+
+
+def copy_examples(source: Path, home: Path) -> list[str]:
+    """Copy the files of ``source`` into ``home`` once, never overwriting; the names copied."""
+    marker = home / EXAMPLES_MARKER
+    if marker.exists() or not source.is_dir():
+        return []
+    home.mkdir(mode=0o755, parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(source.iterdir()):
+        target = home / path.name
+        if path.name.startswith(".") or target.exists() or target.is_symlink():
+            continue
+        if path.is_dir():
+            shutil.copytree(path, target, symlinks=False)
+        elif path.is_file():
+            shutil.copyfile(path, target)
+        else:
+            continue
+        copied.append(path.name)
+    marker.write_text("".join(f"{name}\n" for name in copied))
+    return copied
+
+
 class LocalProfileSpawner(SimpleLocalProcessSpawner):
     """``SimpleLocalProcessSpawner`` whose form offers the catalog's profiles (for development).
 
     Every server runs as the hub's own Unix user, with its home under ``home_dir_template``:
     there is no isolation between users, so use it on one machine, for development and tests.
     The chosen profile reaches the server (and its kernels) as ``AICLOUD_PROFILE`` and
-    ``AICLOUD_ACCELERATOR[_COUNT]``; it does not reserve devices on this machine.
+    ``AICLOUD_ACCELERATOR[_COUNT]``; it does not reserve devices on this machine. A new home
+    gets the example notebooks of ``examples_dir``.
     """
+
+    examples_dir = Unicode(
+        "",
+        config=True,
+        help="A folder whose files are copied into each user's home on the first spawn, never "
+        "overwriting what is there (``c.LocalProfileSpawner.examples_dir = '/srv/examples'``). "
+        "Empty: none.",
+    )
 
     @default("options_from_form")
     def _simple_form(self):
@@ -62,4 +100,9 @@ class LocalProfileSpawner(SimpleLocalProcessSpawner):
         if self.port == 0 or getattr(self, "_port_drawn", False):
             self.port = free_port(self.ip)
             self._port_drawn = True
+        if self.examples_dir:
+            home = Path(self.home_dir)
+            copied = copy_examples(Path(self.examples_dir), home)
+            if copied:
+                self.log.info("aicloud: copied %d examples into %s", len(copied), home)
         return await super().start()

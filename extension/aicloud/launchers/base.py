@@ -131,14 +131,20 @@ def threads_per_process(processes: int) -> int:
     return max(1, cores // max(1, processes))
 
 
-def check_script(spec: JobSpec, cwd: Path) -> None:
-    """Refuse a script that is not a file in ``cwd``, or whose path the system refuses."""
+def check_script(spec: JobSpec, cwd: Path, root: Path | None = None) -> None:
+    """Refuse a script that is not a file in ``cwd``, that leaves ``root`` (default: ``cwd``),
+    or whose path the system refuses."""
     if spec.script is None:
         return
     try:
-        found = (cwd / spec.script).is_file()
-    except OSError as e:  # a name too long, no permission
-        raise InvalidSpec("script", f"{spec.script!r} cannot be used: {e.strerror}") from None
+        script = (cwd / spec.script).resolve()
+        inside = (root or cwd).resolve()
+        if inside not in script.parents:
+            raise InvalidSpec("script", "must stay inside your root directory")
+        found = script.is_file()
+    except (OSError, RuntimeError, ValueError) as e:  # too long, no permission, a symlink loop
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise InvalidSpec("script", f"{spec.script!r} cannot be used: {reason}") from None
     if not found:
         raise InvalidSpec("script", f"{spec.script!r} not found in {cwd}")
 

@@ -27,7 +27,7 @@ class CommandLauncher(Launcher):
             raise InvalidSpec(
                 "resources", "a command job runs one process; use kind 'train' for more"
             )
-        check_script(spec, cwd)
+        check_script(spec, cwd, self.root_dir)
 
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
         """The argv as given, or ``python`` with the script, module or source."""

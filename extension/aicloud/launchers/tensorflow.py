@@ -71,7 +71,7 @@ class TensorFlowLauncher(Launcher):
             raise InvalidSpec(
                 "resources.min_nodes", "TensorFlow jobs are not elastic; leave min_nodes unset"
             )
-        check_script(spec, cwd)
+        check_script(spec, cwd, self.root_dir)
 
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
         """``worker-0`` (the chief) to ``worker-<N-1>``, each on a port of its own."""

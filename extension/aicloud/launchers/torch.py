@@ -52,7 +52,7 @@ class TorchLauncher(Launcher):
         """A script, module or source; the script must exist."""
         if spec.command is not None:
             raise InvalidSpec("command", "train jobs run a script, module or source via torchrun")
-        check_script(spec, cwd)
+        check_script(spec, cwd, self.root_dir)
 
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
         """One agent per node; with several nodes, a rendezvous store beside them."""
