@@ -74,6 +74,15 @@ class JobManager(LoggingConfigurable):
 
     store = Instance(JobStore)
     root_dir = Unicode(help="Directory that job working directories must stay inside.")
+    home_dir_template = Unicode(
+        "",
+        config=True,
+        help="Each job owner's own root, with ``{username}`` for the owner's name, e.g. "
+        "``c.JobManager.home_dir_template = '/home/{username}'``: a job's relative paths "
+        "(``cwd``, ``script``, ``notebook``, models, data) start there and may not leave it. "
+        "Set it to the spawner's ``home_dir_template`` in a hub; empty (standalone): every "
+        "job's root is ``root_dir``.",
+    )
     runs_dir = Unicode(help="Directory holding one run directory per job.")
     poll_interval = Float(
         1.0,
@@ -171,9 +180,19 @@ class JobManager(LoggingConfigurable):
 
     # -- requests -----------------------------------------------------------------------------
 
-    def resolve_cwd(self, spec: JobSpec) -> Path:
-        """The job's working directory, refused if it leaves the root directory."""
-        root = Path(self.root_dir).resolve()
+    def root_for(self, owner: str | None) -> Path:
+        """The directory that ``owner``'s jobs start in and may not leave (their home)."""
+        if not self.home_dir_template or owner is None:
+            return Path(self.root_dir)
+        if not owner or "/" in owner or owner in (".", "..") or "\0" in owner:
+            raise InvalidSpec("owner", f"{owner!r} cannot name a home directory")
+        home = Path(self.home_dir_template.format(username=owner))
+        home.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return home
+
+    def resolve_cwd(self, spec: JobSpec, owner: str | None = None) -> Path:
+        """The job's working directory, refused if it leaves the owner's root directory."""
+        root = self.root_for(owner).resolve()
         if spec.cwd is None:
             return root
         if os.path.isabs(spec.cwd):
@@ -189,7 +208,7 @@ class JobManager(LoggingConfigurable):
             raise InvalidSpec("cwd", f"{spec.cwd!r} cannot be used: {reason}") from None
         return cwd
 
-    def validate(self, spec: JobSpec) -> Path:
+    def validate(self, spec: JobSpec, owner: str | None = None) -> Path:
         """Everything that can be checked before a job is stored; returns its cwd."""
         if spec.backend not in self.backends:
             raise InvalidSpec(
@@ -197,8 +216,8 @@ class JobManager(LoggingConfigurable):
                 f"{spec.backend!r} is not enabled here; enabled: "
                 + ", ".join(sorted(self.backends)),
             )
-        cwd = self.resolve_cwd(spec)
-        launcher_for(spec, Path(self.root_dir)).validate(spec, cwd)
+        cwd = self.resolve_cwd(spec, owner)
+        launcher_for(spec, self.root_for(owner)).validate(spec, cwd)
         self.backends[spec.backend].validate(spec)
         return cwd
 
@@ -234,7 +253,7 @@ class JobManager(LoggingConfigurable):
 
         ``links`` (``schedule_id``, ``scheduled_for``) tie a run to its schedule's tick.
         """
-        self.validate(spec)
+        self.validate(spec, owner)
         job = self._new_job(spec, owner, JobStatus.queued, **links)
         run_dir = Path(job.run_dir)
         try:
@@ -424,9 +443,9 @@ class JobManager(LoggingConfigurable):
             run_dir = Path(job.run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             try:
-                cwd = self.resolve_cwd(spec)
+                cwd = self.resolve_cwd(spec, job.owner)
                 env = self.job_env(job, spec, number)
-                plan = launcher_for(spec, Path(self.root_dir)).plan(
+                plan = launcher_for(spec, self.root_for(job.owner)).plan(
                     spec,
                     LaunchContext(
                         job_id=job.id,
