@@ -24,6 +24,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SIDEBAR = "#aicloud-sidebar"
 USER = "lena"
+EXAMPLE = "train_torch_ddp.ipynb"  # from notebooks/, copied into every new home
 CELLS = [
     "%load_ext aicloud",
     "%%aicloud train --framework none --no-wait --name hub-browser-job\nprint('hello from', 42)",
@@ -97,10 +98,28 @@ def test_login_start_server_and_run_an_aicloud_cell(hub):
                 timeout=60_000,
             )
             page.screenshot(path=str(ARTIFACTS / "hub_lab_sidebar.png"))
-        except Exception:
+
+            # An example notebook of her home (copied at her first spawn), run with the
+            # toolbar's "Run as job": papermill runs it from her home, and the torch job it
+            # launches finds its script there too, with no cwd anywhere.
+            page.goto(f"{hub.url}/user/{USER}/lab/tree/{EXAMPLE}")
+            page.locator(".jp-Notebook").wait_for(timeout=90_000)
+            with contextlib.suppress(PlaywrightTimeout):
+                choose.click(timeout=15_000)
+            sidebar = page.locator(SIDEBAR)
+            if not sidebar.is_visible():
+                tab.click()
+            sidebar.get_by_role("tab", name="Jobs").click()
+            page.locator(".aicloud-toolbar-aicloud-run:visible").click()
+            view = sidebar.locator(".aicloud-job-view")
+            expect(view).to_contain_text(EXAMPLE)
+            expect(view.locator(".aicloud-status")).to_have_text("succeeded", timeout=240_000)
+            example_job = view.get_attribute("data-job-id")
+            page.screenshot(path=str(ARTIFACTS / "hub_lab_run_as_job.png"))
+        except Exception as e:
             page.screenshot(path=str(ARTIFACTS / "hub_lab_failure.png"))
             outputs = page.locator(".jp-OutputArea").all_inner_texts()
-            raise AssertionError(f"outputs: {outputs}\n{hub.log()[-4000:]}") from None
+            raise AssertionError(f"{e}\noutputs: {outputs}\n{hub.log()[-4000:]}") from None
         finally:
             browser.close()
 
@@ -113,9 +132,17 @@ def test_login_start_server_and_run_an_aicloud_cell(hub):
         jobs = lena.get("/services/aicloud/aicloud/api/v1/jobs").json()["jobs"]
         return [j for j in jobs if j["status"] == "succeeded"]
 
-    (job,) = wait_for(finished, timeout=60, interval=0.3)
-    assert job["name"] == "hub-browser-job" and job["owner"] == USER
+    jobs = wait_for(lambda: len(finished()) >= 3 and finished(), timeout=60, interval=0.3)
+    (job,) = [j for j in jobs if j["name"] == "hub-browser-job"]
+    assert job["owner"] == USER
     log = lena.get(f"/services/aicloud/aicloud/api/v1/jobs/{job['id']}/logs").text
     assert "hello from 42" in log
     assert (ARTIFACTS / "hub_lab_aicloud.png").stat().st_size > 10_000
     assert (ARTIFACTS / "hub_lab_sidebar.png").stat().st_size > 10_000
+    # The example ran as lena's notebook job from her home, and its torch job too.
+    example = lena.get(f"/services/aicloud/aicloud/api/v1/jobs/{example_job}").json()
+    assert example["kind"] == "notebook" and example["spec"]["notebook"] == EXAMPLE
+    assert example["spec"].get("cwd") is None and example["owner"] == USER
+    trains = [j for j in jobs if j["kind"] == "train" and j["owner"] == USER]
+    assert trains and all(j["spec"].get("cwd") is None for j in trains)
+    assert (hub.state / "users" / USER / "ddp_demo.py").is_file()
