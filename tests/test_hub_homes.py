@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from aicloud.magics.cli_commands import output_url
 from tests.conftest import wait_for
 from tests.hub_helpers import VENV_HUB, LocalHub
 
@@ -131,3 +132,36 @@ def test_every_example_notebook_runs_as_a_hub_user_from_their_home(hub, tokens):
     # What the notebooks wrote (scripts, models, scores) is in erin's home, not the shared root.
     assert (home(hub, "erin") / "ddp_demo.py").is_file()
     assert not (hub.state / "users" / "ddp_demo.py").exists()
+
+
+def test_output_links_open_through_the_users_own_server(hub, tokens):
+    """``%aicloud run`` prints links under the user's server prefix (what the kernel's
+    ``JUPYTERHUB_SERVICE_PREFIX`` says), which forwards to the service in the user's session."""
+    alice = hub.client(tokens["alice"])
+    mine = home(hub, "alice")
+    mine.mkdir(parents=True, exist_ok=True)
+    (mine / "report.ipynb").write_text(
+        (REPO / "notebooks" / "report_parameterized.ipynb").read_text()
+    )
+    job = alice.post(f"{SERVICE}/jobs", json={"kind": "notebook", "notebook": "report.ipynb"})
+    assert wait_job(alice, job.json()["id"])["status"] == "succeeded"
+    job_id = job.json()["id"]
+    (output, *_) = alice.get(f"{SERVICE}/jobs/{job_id}/outputs").json()["outputs"]
+    url = output_url(
+        "http://127.0.0.1:10101/services/aicloud/",
+        job_id,
+        output["name"],
+        env={"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"},
+    )
+    assert url == f"/user/alice/aicloud/api/v1/jobs/{job_id}/outputs/{output['name']}"
+    assert hub.spawn("alice").status_code < 400
+    through_server = alice.get(url)
+    assert through_server.status_code == 200, through_server.text
+    direct = alice.get(f"{SERVICE}/jobs/{job_id}/outputs/{output['name']}")
+    assert through_server.content == direct.content and len(direct.content) == output["size"]
+    # bob's session cannot open it.
+    assert hub.spawn("bob").status_code < 400
+    bobs = hub.client(tokens["bob"]).get(url.replace("/user/alice/", "/user/bob/"))
+    assert bobs.status_code == 404
+    hub.stop_server("alice")
+    hub.stop_server("bob")

@@ -7,8 +7,11 @@ exiting), so a flag means the same in a terminal and in a cell.
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import os
 from functools import cache
+from urllib.parse import quote
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
@@ -95,18 +98,29 @@ def run(magics, line):
     return None
 
 
+def output_url(service_url: str, job_id: str, name: str, env=os.environ) -> str:
+    """Where a browser opens a job's output: through the user's own server in a hub (its
+    ``JUPYTERHUB_SERVICE_PREFIX``, which forwards to the service with the user's session),
+    else through the server the client talks to."""
+    path = f"aicloud/api/v1/jobs/{quote(job_id)}/outputs/{quote(name)}"
+    prefix = env.get("JUPYTERHUB_SERVICE_PREFIX")
+    if prefix:
+        return "/" + prefix.strip("/") + "/" + path
+    return service_url.rstrip("/") + "/" + path
+
+
 def show_outputs(magics, job_id: str, folder: str | None) -> None:
     """Links to a job's outputs (HTML under a frontend, text always), optionally saved."""
     from IPython.display import HTML, display
 
     outputs = magics.call("outputs", job_id)
-    base = magics.client.connection.url.rstrip("/")
     links = []
     for output in outputs:
-        url = f"{base}/aicloud/api/v1/jobs/{job_id}/outputs/{output['name']}"
+        url = output_url(magics.client.connection.url, job_id, output["name"])
         print(f"aicloud: output {output['name']} ({output['size']} bytes): {url}")
         links.append(
-            f'<a href="{url}" target="_blank">{output["name"]}</a> ({output["size"]} bytes)'
+            f'<a href="{html.escape(url)}" target="_blank">{html.escape(output["name"])}</a>'
+            f" ({output['size']} bytes)"
         )
     if links:
         display(HTML("aicloud outputs: " + ", ".join(links)))
