@@ -16,6 +16,34 @@ import pytest
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
+#: Files that must not share the CPU with other tests: wall-clock bounds (a fraction of a
+#: second) or multi-process training. Marked ``serial``: ``make test`` runs them in a second,
+#: serial pytest after the parallel run (``-m "not serial"`` under pytest-xdist).
+SERIAL_FILES = frozenset(
+    {
+        "test_event_driven.py",
+        "test_runtime_exit.py",
+        "test_train_torch.py",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Mark the serial files; put every other test in an xdist group of its own file.
+
+    Under ``--dist loadgroup`` a file's tests then stay on one worker, so module-scoped
+    fixtures (a hub per test_hub_*.py module) start once, and an explicit
+    ``@pytest.mark.xdist_group`` still wins.
+    """
+    for item in items:
+        filename = item.path.name
+        if filename in SERIAL_FILES:
+            item.add_marker(pytest.mark.serial)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(filename))
+
+
 JUPYTER = str(Path(sys.executable).with_name("jupyter"))
 AICLOUD = str(Path(sys.executable).with_name("aicloud"))
 
