@@ -43,3 +43,13 @@ class LogsNotFound(AICloudError):
     """A job exists but has no such log (an unknown rank, say)."""
 
     status = 404
+
+
+class UnsafeRunFile(AICloudError):
+    """A file of a run directory that the service will not open: a symlink, a FIFO, a folder.
+
+    A job can write anything into its run directory, so a file there that is not a plain
+    file is refused without looking at what it points to.
+    """
+
+    status = 403

@@ -49,19 +49,13 @@ class JobOutputsHandler(AICloudHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str):
-        """Names, sizes and download URLs."""
+        """Names, sizes and download URLs of the plain files (no symlink is followed)."""
         job = self.manager.get(job_id, self.owner)
-        folder = self.manager.outputs_dir(job)
-        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
         self.write_json(
             {
                 "outputs": [
-                    {
-                        "name": p.name,
-                        "size": p.stat().st_size,
-                        "url": f"{API}/jobs/{job_id}/outputs/{p.name}",
-                    }
-                    for p in files
+                    {"name": name, "size": size, "url": f"{API}/jobs/{job_id}/outputs/{name}"}
+                    for name, size in self.manager.output_files(job)
                 ]
             }
         )
@@ -77,15 +71,13 @@ class JobOutputHandler(AICloudHandler):
         job = self.manager.get(job_id, self.owner)
         if not OUTPUT_NAME.match(name):
             raise web.HTTPError(400, "name: not an output file name")
-        folder = self.manager.outputs_dir(job).resolve()
-        path = (folder / name).resolve()
-        if path.parent != folder or not path.is_file():
-            raise web.HTTPError(404, f"job {job_id} has no output {name!r}")
+        with self.manager.open_output(job, name) as f:
+            data = f.read()
         kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if name.endswith(".ipynb"):
             kind = "application/x-ipynb+json"
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-        self.finish(path.read_bytes(), set_content_type=kind)
+        self.finish(data, set_content_type=kind)
 
 
 default_handlers = [

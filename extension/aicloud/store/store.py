@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +24,26 @@ class DuplicateIdempotencyToken(Exception):
         self.job_id = job_id
 
 
+def _private_sqlite_file(engine: Engine) -> None:
+    """Create the SQLite file readable by the service's user only (0600), or make it so.
+
+    The store holds job specs, their environment values included; SQLite gives its ``-wal``
+    and ``-shm`` files the database file's mode.
+    """
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    os.close(os.open(database, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for path in (database, database + "-wal", database + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, 0o600)
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys and mode 0600."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
+        _private_sqlite_file(engine)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
