@@ -49,6 +49,7 @@ up: setup
 	@echo "aicloud: starting JupyterHub on http://$(HOST):$(PORT)/"
 	@echo "aicloud: log in with any user name (and any password, or \$$AICLOUD_HUB_PASSWORD if set);"
 	@echo "aicloud: 'admin' is the hub admin and an aicloud admin. Ctrl-C stops the hub and all servers."
+	@echo "aicloud: as root, each user is a Unix user of their own (AICLOUD_HUB_USERS=system; see docs/operators/hub.md)."
 	AICLOUD_HUB_IP=$(HOST) AICLOUD_HUB_PORT=$(PORT) \
 		$(BIN)/jupyterhub -f spawner_config/jupyterhub_config.py
 

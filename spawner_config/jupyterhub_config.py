@@ -12,6 +12,7 @@ from jupyter_core.paths import jupyter_data_dir
 
 from aicloud.catalog import CatalogError
 from aicloud.hub.config import configure_aicloud_service, configure_culling
+from aicloud.hub.local_users import configure_local_users
 from aicloud.hub.profiles import HubProfiles
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
@@ -19,7 +20,11 @@ c = get_config()  # noqa: F821 (provided by JupyterHub)
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 env = os.environ.get
-STATE = Path(env("AICLOUD_HUB_STATE", os.path.join(jupyter_data_dir(), "aicloud-hub")))
+# As root the state is where every hub user's Unix user can pass through to their home.
+DEFAULT_STATE = (
+    "/var/lib/aicloud-hub" if os.geteuid() == 0 else os.path.join(jupyter_data_dir(), "aicloud-hub")
+)
+STATE = Path(env("AICLOUD_HUB_STATE", DEFAULT_STATE))
 STATE.mkdir(parents=True, exist_ok=True)
 (STATE / "users").mkdir(exist_ok=True)
 CATALOG = env("AICLOUD_CATALOG", str(HERE / "hardware.yaml"))
@@ -86,6 +91,14 @@ configure_aicloud_service(
     home_dir_template=HOMES,
     admin_users=ADMINS,
 )
+
+# --- hub users and Unix users: AICLOUD_HUB_USERS=system (as root) | single | shared ---------
+# system: each hub user is a Unix user of their own; their server, kernels and jobs run as it.
+# single (not root): only the account's owner may log in. shared: several users, one account.
+try:
+    print(configure_local_users(c, env("AICLOUD_HUB_USERS"), STATE, HOMES))
+except SystemExit as e:
+    sys.exit(str(e))
 
 # --- culling: idle GPU servers stop sooner (the catalog's idle_timeout_seconds) ------------------
 configure_culling(

@@ -89,6 +89,9 @@ class LocalHub:
     env: dict = field(default_factory=dict)
     hub_version: str = VENV_HUB  # a key of HUB_OVERLAYS
     sigint_ignored: bool = False  # start as a shell's background job would (SIGINT ignored)
+    #: AICLOUD_HUB_USERS: "shared" (one Unix account for all; what most hub tests need) or
+    #: "system" (a Unix user per hub user, as ``make up`` as root; tests/test_isolation.py).
+    users: str = "shared"
 
     @property
     def overlay(self) -> Path | None:
@@ -139,6 +142,7 @@ class LocalHub:
             "AICLOUD_PROXY_API_PORT": str(free_port()),
             "AICLOUD_SERVICE_PORT": str(self.service_port),
             "AICLOUD_HUB_ADMINS": self.admins,
+            "AICLOUD_HUB_USERS": self.users,
             **self._overlay_env(),
         }
         self.log_path = self.state / "hub.log"

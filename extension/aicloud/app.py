@@ -96,11 +96,15 @@ class AICloudApp(ExtensionApp):
         self._pool_socket = None
         self._pool = None
         self._pool_timer = None
-        if self.notebook_pool_size > 0:
-            self._pool_socket = notebook_pool.socket_path(self.data_dir)
         engine = make_engine(self.db_url)
         migrate(engine)
         backends = {name: load_backend_class(name)(parent=self) for name in self.backends}
+        if self.notebook_pool_size > 0 and getattr(backends.get("local"), "run_as_owner", False):
+            # The pool's kernels run as the service: never for jobs that run as their owner.
+            self.log.warning("aicloud: no warm notebook pool while jobs run as their owners")
+            self.notebook_pool_size = 0
+        if self.notebook_pool_size > 0:
+            self._pool_socket = notebook_pool.socket_path(self.data_dir)
         manager = JobManager(
             parent=self,
             backends=backends,

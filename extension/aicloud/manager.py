@@ -20,10 +20,12 @@ from sqlalchemy import update
 from traitlets import Float, Instance, Unicode
 from traitlets.config import LoggingConfigurable
 
+from aicloud.accounts import account_of
 from aicloud.backends import AttemptExit, Backend
-from aicloud.errors import InvalidSpec, JobConflict, JobNotFound, LogsNotFound
+from aicloud.errors import InvalidSpec, JobConflict, JobNotFound, LogsNotFound, UnsafeRunFile
 from aicloud.launchers import LaunchContext, launcher_for
 from aicloud.launchers.notebook import POOL_ENV
+from aicloud.runs import list_run_files, make_run_dir, open_run_file, read_run_file
 from aicloud.runtime import METRICS_FILE
 from aicloud.spec import ACTIVE_STATUSES, JobKind, JobSpec, JobStatus, ReasonCode
 from aicloud.store import Attempt, DuplicateIdempotencyToken, Job, JobStore, utcnow
@@ -128,7 +130,7 @@ class JobManager(LoggingConfigurable):
 
     def start(self) -> None:
         """Start following jobs; jobs that ran before a restart are picked up again."""
-        Path(self.runs_dir).mkdir(parents=True, exist_ok=True)
+        make_run_dir(self.runs_dir)
         if self._task is None:
             self._task = asyncio.create_task(self._follow(), name="aicloud-job-manager")
 
@@ -187,8 +189,19 @@ class JobManager(LoggingConfigurable):
         if not owner or "/" in owner or owner in (".", "..") or "\0" in owner:
             raise InvalidSpec("owner", f"{owner!r} cannot name a home directory")
         home = Path(self.home_dir_template.format(username=owner))
-        home.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if not home.is_dir():
+            self._make_home(home, owner)
         return home
+
+    def _make_home(self, home: Path, owner: str) -> None:
+        """Make a home the spawner has not made yet: the owner's own where jobs run as them."""
+        if not any(getattr(b, "run_as_owner", False) for b in self.backends.values()):
+            home.mkdir(mode=0o755, parents=True, exist_ok=True)
+            return
+        account = account_of(owner)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chown(home, account.uid, account.gid, follow_symlinks=False)
+        os.chmod(home, 0o700)
 
     def resolve_cwd(self, spec: JobSpec, owner: str | None = None) -> Path:
         """The job's working directory, refused if it leaves the owner's root directory."""
@@ -260,7 +273,7 @@ class JobManager(LoggingConfigurable):
             self.store.add_job(job, tags=spec.tags)
         except DuplicateIdempotencyToken as e:
             raise JobConflict(f"idempotency_token: already used by job {e.job_id}") from None
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(run_dir)
         self.wake()
         return job
 
@@ -335,11 +348,12 @@ class JobManager(LoggingConfigurable):
         """Up to ``limit`` bytes of the log from byte ``offset``, and where to continue.
 
         With ``rank``, only that rank's lines (``[rank<N>]:``) of a distributed job; offsets
-        stay offsets into the whole log, so that following works the same way.
+        stay offsets into the whole log, so that following works the same way. A log that
+        the job replaced with a symlink (or anything but a plain file) is refused.
         """
         self.check_rank(job, rank)
         try:
-            with open(Path(job.run_dir) / LOG_NAME, "rb") as f:
+            with open_run_file(job.run_dir, LOG_NAME) as f:
                 f.seek(offset)
                 data = f.read(limit)
         except FileNotFoundError:
@@ -358,12 +372,13 @@ class JobManager(LoggingConfigurable):
     def metrics(self, job: Job, since: int = 0, limit: int = 1000) -> dict:
         """Points reported with :func:`aicloud.runtime.report` from point ``since`` on.
 
-        The job owns the file: a line that is not a point counts, but is left out.
+        The job owns the file: a line that is not a point counts, but is left out; a file
+        that is not a plain one (a symlink) is refused.
         """
         points = []
         count = 0
         try:
-            with open(Path(job.run_dir) / METRICS_FILE, errors="replace") as f:
+            with open_run_file(job.run_dir, METRICS_FILE, "r", errors="replace") as f:
                 for number, line in enumerate(f):
                     if number >= since and line.endswith("\n"):
                         count += 1
@@ -416,7 +431,10 @@ class JobManager(LoggingConfigurable):
 
     def job_env(self, job: Job, spec: JobSpec, attempt: int) -> dict[str, str]:
         """The environment of a job's processes: the server's, the user's, then aicloud's."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.home_dir_template:  # the owner's login, not the service's
+            env.update(HOME=str(self.root_for(job.owner)), USER=job.owner, LOGNAME=job.owner)
+        env.update(spec.env)
         env.update(self.service_env)
         env.update(
             AICLOUD_JOB_ID=job.id,
@@ -457,7 +475,7 @@ class JobManager(LoggingConfigurable):
                     ),
                 )
                 handle = await self.backends[job.backend].start(
-                    plan, run_dir, number, spec.timeout_seconds, spec
+                    plan, run_dir, number, spec.timeout_seconds, spec, owner=job.owner
                 )
             except InvalidSpec as e:
                 self._end_attempt(job.id, number, spec, ReasonCode.user_error, e.message)
@@ -518,22 +536,34 @@ class JobManager(LoggingConfigurable):
 
     def _reason_from_job(self, job: Job, number: int) -> str | None:
         """The reason a job gave for its failure (the notebook runner names the cell)."""
-        path = Path(job.run_dir) / f"attempt-{number}.reason"
         try:
-            return path.read_text(errors="replace").strip()[:2000] or None
-        except FileNotFoundError:
+            text = read_run_file(job.run_dir, f"attempt-{number}.reason", 64 * 1024)
+        except UnsafeRunFile as e:
+            self.log.warning("aicloud: job %s: %s", job.id, e)
             return None
+        return (text or "").strip()[:2000] or None
 
     def outputs_dir(self, job: Job) -> Path:
         """Where a job's output files (an executed notebook, its HTML) are kept."""
         return Path(job.run_dir) / "outputs"
 
+    def output_files(self, job: Job) -> list[tuple[str, int]]:
+        """Names and sizes of a job's output files; symlinks and the like are left out."""
+        return list_run_files(job.run_dir, "outputs")
+
+    def open_output(self, job: Job, name: str):
+        """One output file, opened for reading without following a symlink."""
+        try:
+            return open_run_file(job.run_dir, f"outputs/{name}")
+        except FileNotFoundError:
+            raise LogsNotFound(f"job {job.id} has no output {name!r}") from None
+
     def _record_restarts(self, job: Job, attempt: Attempt) -> None:
         """Copy the elastic restart count that :mod:`aicloud.runtime` wrote into the store."""
-        path = Path(job.run_dir) / f"attempt-{attempt.number}.restarts"
         try:
-            restarts = int(path.read_text() or 0)
-        except (FileNotFoundError, ValueError):
+            text = read_run_file(job.run_dir, f"attempt-{attempt.number}.restarts", 64)
+            restarts = int(text or 0)
+        except (UnsafeRunFile, ValueError):
             return
         if restarts != attempt.restarts:
             self.store.update_attempt(job.id, attempt.number, {}, restarts=restarts)

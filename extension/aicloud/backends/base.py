@@ -67,6 +67,7 @@ class Backend(LoggingConfigurable):
         attempt: int,
         timeout_seconds: int | None,
         spec=None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """Start one attempt of ``spec`` as ``plan``; return the handle that finds it again."""
         raise NotImplementedError

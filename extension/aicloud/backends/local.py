@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from traitlets import Int
+from traitlets import Bool, Int
 
+from aicloud.accounts import account_of, hand_over
 from aicloud.backends import supervise
 from aicloud.backends.base import AttemptExit, Backend
 from aicloud.backends.gpus import GPU, GPULeases, split
-from aicloud.errors import InvalidSpec
+from aicloud.errors import InvalidSpec, UnsafeRunFile
 from aicloud.launchers import LaunchPlan
 from aicloud.resources import detect_gpus
+from aicloud.runs import open_run_file
 from aicloud.spec import JobSpec
 
 SUPERVISOR = Path(supervise.__file__)
@@ -33,9 +35,13 @@ def _status_path(run_dir: Path, attempt: int) -> Path:
 
 
 def _read_status(path: Path) -> AttemptExit | None:
+    """The status the supervisor wrote, or None; one the job replaced (a symlink) is ignored."""
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+        with open_run_file(path.parent, path.name) as f:
+            data = json.loads(f.read(1 << 20))
+    except (FileNotFoundError, UnsafeRunFile, ValueError):
+        return None
+    if not isinstance(data, dict):
         return None
     return AttemptExit(
         exit_code=data.get("exit_code"),
@@ -73,6 +79,14 @@ class LocalBackend(Backend):
 
     max_processes = Int(
         64, config=True, help="Most worker processes one job may start on this machine."
+    )
+    run_as_owner = Bool(
+        False,
+        config=True,
+        help="Run each attempt as its owner's Unix user (the server must run as root): the "
+        "supervisor and every process of the job get the owner's uid, gid and groups, and the "
+        "run directory becomes theirs alone (0700). Owners without a Unix account, or with a "
+        "system one (uid < 1000), are refused. The local hub sets it when started as root.",
     )
 
     def __init__(self, **kwargs):
@@ -129,8 +143,10 @@ class LocalBackend(Backend):
         attempt: int,
         timeout_seconds: int | None,
         spec: JobSpec | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """Start the supervisor with the plan's argv; return pid, start time and paths."""
+        account = account_of(owner or "") if self.run_as_owner else None
         log = run_dir / "output.log"
         status = _status_path(run_dir, attempt)
         status.unlink(missing_ok=True)
@@ -160,6 +176,11 @@ class LocalBackend(Backend):
             "--grace",
             str(self.cancel_grace_seconds),
         ]
+        as_owner = {}
+        if account is not None:
+            os.chmod(run_dir.parent, 0o711)  # owners pass through to their own run dir only
+            hand_over(run_dir, account)
+            as_owner = dict(user=account.uid, group=account.gid, extra_groups=account.groups)
         with open(run_dir / "supervisor.log", "ab") as supervisor_log:
             child = subprocess.Popen(
                 argv,
@@ -168,6 +189,7 @@ class LocalBackend(Backend):
                 stdout=supervisor_log,
                 stderr=supervisor_log,
                 start_new_session=True,
+                **as_owner,
             )
         self._children[child.pid] = child
         self.gpus.hold(child.pid, gpus)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
-import shutil
 import signal
 import socket
+import sys
 from pathlib import Path
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
-from traitlets import Unicode, default
+from traitlets import Bool, Unicode, default
+
+from aicloud.accounts import account_of
+from aicloud.hub import examples
 
 #: Where servers' ports are drawn from: below Linux's ephemeral ports (32768-60999), which
 #: every ``bind(0)`` on the machine draws from. JupyterHub's own ``random_port()`` binds port 0
@@ -30,33 +35,6 @@ def free_port(ip: str = "", tries: int = 200) -> int:
     raise RuntimeError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]}")
 
 
-#: Written into a home once the examples were copied there, so that they come once: an example
-#: the user deleted or renamed does not come back on the next spawn.
-EXAMPLES_MARKER = ".aicloud-examples"
-
-
-def copy_examples(source: Path, home: Path) -> list[str]:
-    """Copy the files of ``source`` into ``home`` once, never overwriting; the names copied."""
-    marker = home / EXAMPLES_MARKER
-    if marker.exists() or not source.is_dir():
-        return []
-    home.mkdir(mode=0o755, parents=True, exist_ok=True)
-    copied = []
-    for path in sorted(source.iterdir()):
-        target = home / path.name
-        if path.name.startswith(".") or target.exists() or target.is_symlink():
-            continue
-        if path.is_dir():
-            shutil.copytree(path, target, symlinks=False)
-        elif path.is_file():
-            shutil.copyfile(path, target)
-        else:
-            continue
-        copied.append(path.name)
-    marker.write_text("".join(f"{name}\n" for name in copied))
-    return copied
-
-
 class LocalProfileSpawner(SimpleLocalProcessSpawner):
     """``SimpleLocalProcessSpawner`` whose form offers the catalog's profiles (for development).
 
@@ -66,6 +44,15 @@ class LocalProfileSpawner(SimpleLocalProcessSpawner):
     ``AICLOUD_ACCELERATOR[_COUNT]``; it does not reserve devices on this machine. A new home
     gets the example notebooks of ``examples_dir``.
     """
+
+    system_users = Bool(
+        False,
+        config=True,
+        help="Run each user's server as their own Unix user (the hub must run as root, with "
+        "``aicloud.hub.local_users.SystemUserAuthenticator`` creating the users): the home "
+        "``home_dir_template`` becomes theirs alone (0700), and the server, its kernels and "
+        "terminals get their uid, gid and groups. System accounts (uid < 1000) are refused.",
+    )
 
     examples_dir = Unicode(
         "",
@@ -86,7 +73,20 @@ class LocalProfileSpawner(SimpleLocalProcessSpawner):
 
     def make_preexec_fn(self, name):
         """Also give the server SIGINT's default action back: the hub stops servers with
-        SIGINT, which a hub run in the background (SIGINT ignored) would pass on ignored."""
+        SIGINT, which a hub run in the background (SIGINT ignored) would pass on ignored.
+        With :attr:`system_users`, become the user, in their home."""
+        if self.system_users:
+            account, home = account_of(name), self.home_dir
+            groups = account.groups
+
+            def become():
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.setgroups(groups)
+                os.setgid(account.gid)
+                os.setuid(account.uid)
+                os.chdir(home)
+
+            return become
         prepare = super().make_preexec_fn(name)
 
         def preexec():
@@ -95,14 +95,41 @@ class LocalProfileSpawner(SimpleLocalProcessSpawner):
 
         return preexec
 
+    def user_env(self, env):
+        """``HOME``, ``USER`` and ``SHELL`` of the user's home."""
+        env = super().user_env(env)
+        env["LOGNAME"] = self.user.name
+        return env
+
     async def start(self):
         """Start the server on a port of :data:`PORT_RANGE` unless ``Spawner.port`` is set."""
         if self.port == 0 or getattr(self, "_port_drawn", False):
             self.port = free_port(self.ip)
             self._port_drawn = True
+        home = Path(self.home_dir)
+        as_user = {}
+        if self.system_users:
+            account = account_of(self.user.name)
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chown(home, account.uid, account.gid, follow_symlinks=False)
+            os.chmod(home, 0o700)
+            as_user = dict(user=account.uid, group=account.gid, extra_groups=account.groups)
         if self.examples_dir:
-            home = Path(self.home_dir)
-            copied = copy_examples(Path(self.examples_dir), home)
-            if copied:
-                self.log.info("aicloud: copied %d examples into %s", len(copied), home)
+            await self._copy_examples(home, as_user)
         return await super().start()
+
+    async def _copy_examples(self, home: Path, as_user: dict) -> None:
+        """Copy :attr:`examples_dir` into the home, as the user where servers run as them."""
+        argv = [sys.executable, "-I", "-S", examples.__file__, self.examples_dir, str(home)]
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd="/",
+            **as_user,
+        )
+        output, _ = await process.communicate()
+        if process.returncode:
+            self.log.warning("aicloud: no examples in %s: %s", home, output.decode()[-500:])
+        elif output.strip() not in (b"", b"0"):
+            self.log.info("aicloud: copied %s examples into %s", output.decode().strip(), home)

@@ -208,10 +208,11 @@ class WithJobTokens:
         attempt: int,
         timeout_seconds: int | None,
         spec=None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """Issue the owner's token, then start the attempt with it in its environment."""
         job_id = Path(run_dir).name
-        owner = self._owner_of(job_id)
+        owner = owner or self._owner_of(job_id)
         note = f"aicloud job {job_id} attempt {attempt}"
         try:
             token, token_id = await self._tokens.issue(
@@ -221,12 +222,14 @@ class WithJobTokens:
             self._tokens.log.warning(
                 "aicloud: job %s attempt %d starts without a token: %s", job_id, attempt, e
             )
-            return await self._backend.start(plan, run_dir, attempt, timeout_seconds, spec)
+            return await self._backend.start(
+                plan, run_dir, attempt, timeout_seconds, spec, owner=owner
+            )
         self._digests[owner, token_id] = digest(token)
         issued = {HANDLE_KEY: {"owner": owner, "id": token_id, "note": note}}
         try:
             handle = await self._backend.start(
-                with_token(plan, token), run_dir, attempt, timeout_seconds, spec
+                with_token(plan, token), run_dir, attempt, timeout_seconds, spec, owner=owner
             )
         except BaseException:
             self._revoke_later(issued)

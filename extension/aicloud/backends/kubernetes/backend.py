@@ -226,6 +226,7 @@ class KubernetesBackend(Backend):
         attempt: int,
         timeout_seconds: int | None,
         spec=None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """Create the attempt's objects; the handle names its Job or TrainJob."""
         controller = await self.controller()
