@@ -20,6 +20,7 @@ though it was not the supervisor's parent.
 
 import contextlib
 import ctypes
+import errno
 import os
 import select
 import signal
@@ -31,6 +32,9 @@ import time
 PR_SET_CHILD_SUBREAPER = 36
 COPY_CHUNK = 65536  # a pipe's capacity
 COPY_PAUSE = 0.01  # seconds for a prefixed child's output to gather between reads
+STATUS_RESERVE = 65536  # bytes set aside at start for the status file (a few hundred processes)
+STATUS_RETRY = 1.0  # seconds between tries to write the status to a full or read-only volume
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the volume refuses, the data is fine
 USAGE = "usage: supervise.py --plan FILE --log FILE --status FILE [--timeout S] [--grace S]"
 
 
@@ -82,15 +86,67 @@ def _reap_all() -> None:
             return
 
 
+def _open_status_tmp(path: str) -> int:
+    # No O_TRUNC: that would give back the reserved blocks; no symlink the job put there.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    return os.open(f"{path}.tmp", flags, 0o644)
+
+
+def reserve_status(path: str) -> None:
+    """Set aside the status file's space now, so that its write at the end finds room.
+
+    The job may fill the volume; the status, written in place over these blocks, then still
+    says how the attempt ended. Where the volume cannot reserve (full already, no fallocate),
+    :func:`_write_status` waits for room instead.
+    """
+    try:
+        fd = _open_status_tmp(path)
+    except OSError:
+        return
+    try:
+        os.posix_fallocate(fd, 0, STATUS_RESERVE)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_status_once(path: str, data: bytes) -> None:
+    fd = _open_status_tmp(path)
+    try:
+        view, offset = memoryview(data), 0
+        while offset < len(data):
+            offset += os.pwrite(fd, view[offset:], offset)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(f"{path}.tmp", path)
+
+
 def _write_status(path: str, status: dict) -> None:
+    """Write the status atomically; on a full or read-only volume, retry until it goes in.
+
+    A supervisor that exited without its status would turn the attempt into a lost one
+    (``infrastructure``) whatever the job did; one that waits keeps it running instead.
+    """
     import json  # imported late: the job is already running, start-up time matters more
 
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(status, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    data = json.dumps(status).encode()
+    said = False
+    while True:
+        try:
+            _write_status_once(path, data)
+            return
+        except OSError as e:
+            if e.errno not in UNWRITABLE:
+                raise
+            if not said:
+                with contextlib.suppress(OSError):
+                    sys.stderr.write(f"aicloud-supervise: status not written yet: {e}\n")
+                    sys.stderr.flush()
+                said = True
+        time.sleep(STATUS_RETRY)
 
 
 class ChildExits:
@@ -133,6 +189,46 @@ def _write_all(log, data: bytes) -> None:
         view = view[log.write(view) :]
 
 
+class LossyLog:
+    """Writes whole lines to the log; lines that a full volume refuses are counted, not fatal.
+
+    A copier that died on ENOSPC would leave the child blocked on a full pipe. The first write
+    that goes in again starts with ``[aicloud] N lines lost: no space left on device``.
+    """
+
+    def __init__(self, log):
+        self.log = log
+        self.lost = 0
+        self.cut = False  # a refused write ended part-way through a line
+
+    def note(self) -> bytes:
+        """The line that says how many lines were lost (empty when none)."""
+        if not self.lost:
+            return b""
+        start = b"\n" if self.cut else b""
+        return start + f"[aicloud] {self.lost} lines lost: no space left on device\n".encode()
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` (whole lines), after the note on earlier losses."""
+        note = self.note()
+        whole = note + data
+        view = memoryview(whole)
+        try:
+            while view:
+                view = view[self.log.write(view) :]
+        except OSError as e:
+            if e.errno not in UNWRITABLE:
+                raise
+            written = len(whole) - len(view)
+            if written >= len(note):  # the note went in: only the rest of data is lost now
+                self.lost = 0
+            self.lost += bytes(view).count(b"\n")
+            if written:
+                self.cut = whole[written - 1 : written] != b"\n"
+            return
+        self.lost, self.cut = 0, False
+
+
 def _copy_with_prefix(stream, log, prefix: bytes) -> None:
     """Copy lines from a child's pipe into the log, each behind ``prefix``.
 
@@ -140,25 +236,26 @@ def _copy_with_prefix(stream, log, prefix: bytes) -> None:
     the pipe was full, lets output gather for ``COPY_PAUSE`` seconds: an unbuffered
     ``print`` is several small writes, and waking for each cost ~5 % of a core at 10,000
     lines/s. Whole lines per ``write`` on the ``O_APPEND`` log keep other processes' lines
-    from cutting into them. A last line without a newline gets one.
+    from cutting into them. A last line without a newline gets one. Lines that a full volume
+    refuses are counted (:class:`LossyLog`) and the copy goes on.
     """
     fd = stream.fileno()
+    out = LossyLog(log)
     separator = b"\n" + prefix
     pending = b""
     while chunk := os.read(fd, COPY_CHUNK):
         end = chunk.rfind(b"\n")  # only the new bytes: a long line is not searched again
         if end >= 0:
             lines, pending = pending + chunk[:end], chunk[end + 1 :]
-            _write_all(log, prefix + lines.replace(b"\n", separator) + b"\n")
+            out.write(prefix + lines.replace(b"\n", separator) + b"\n")
         else:
             pending += chunk
             if len(pending) >= COPY_CHUNK:  # progress bars redrawn with \r: a line per 64 KiB
-                _write_all(log, prefix + pending + b"\n")
+                out.write(prefix + pending + b"\n")
                 pending = b""
         if len(chunk) < COPY_CHUNK:
             time.sleep(COPY_PAUSE)
-    if pending:
-        _write_all(log, prefix + pending + b"\n")
+    out.write((prefix + pending + b"\n") if pending else b"")  # b"": the note, if owed
     stream.close()
 
 
@@ -297,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     options = parse_args(sys.argv[1:] if argv is None else argv)
+    reserve_status(options["--status"])
     with open(options["--plan"]) as f:
         plan = json.load(f)
     timeout, grace = float(options["--timeout"]), float(options["--grace"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from http.client import responses
 from typing import Any, TypeVar
 
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import OperationalError
 from tornado import web
 
 from aicloud.errors import AICloudError
@@ -15,6 +17,10 @@ from aicloud.manager import JobManager
 
 AUTH_RESOURCE = "aicloud"
 MAX_OWNER_LENGTH = 255
+#: How deeply a request body's arrays and objects may nest; no spec comes near it.
+MAX_JSON_DEPTH = 64
+VOLUME_FULL = "no space left on the data volume"
+VOLUME_READ_ONLY = "the data volume is read-only"
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -26,6 +32,44 @@ def describe_validation_error(error: ValidationError) -> str:
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}")
     return "; ".join(lines)
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deeply ``value`` nests, counted up to ``limit + 1`` (no recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def storage_failure(error: BaseException | None) -> str | None:
+    """Why the data volume refused a write (full, read-only), or None for other errors.
+
+    Looks through the chain of causes: SQLite's errors come wrapped by SQLAlchemy.
+    """
+    for _ in range(8):
+        if error is None:
+            return None
+        if isinstance(error, OSError):
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                return VOLUME_FULL
+            if error.errno == errno.EROFS:
+                return VOLUME_READ_ONLY
+        if isinstance(error, OperationalError):
+            text = str(error.orig).lower()
+            if "database or disk is full" in text:
+                return VOLUME_FULL
+            if "readonly database" in text or "read-only file system" in text:
+                return VOLUME_READ_ONLY
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class AICloudHandler(APIHandler):
@@ -73,10 +117,15 @@ class AICloudHandler(APIHandler):
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object, or a 400 that says why not."""
+        too_deep = f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels"
         try:
             body = json.loads(self.request.body or b"")
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise web.HTTPError(400, f"malformed JSON body: {e}") from None
+        except RecursionError:  # deeper than the interpreter's stack: far past the limit
+            raise web.HTTPError(400, too_deep) from None
+        if json_depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            raise web.HTTPError(400, too_deep)
         if not isinstance(body, dict):
             raise web.HTTPError(400, "body: must be a JSON object")
         return body
@@ -135,6 +184,14 @@ class AICloudHandler(APIHandler):
                 "aicloud: %s %s -> %s %s", self.request.method, self.request.path, e.status, e
             )
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        reason = storage_failure(e)
+        if reason is not None and not self._finished:
+            self.log.warning(
+                "aicloud: %s %s -> 503 %s: %s", self.request.method, self.request.path, reason, e
+            )
+            failure = web.HTTPError(503, reason)
+            self.send_error(503, exc_info=(type(failure), failure, e.__traceback__))
             return
         super()._handle_request_exception(e)
 
