@@ -82,6 +82,7 @@ bench: setup
 	$(BIN)/python bench/hub_spawn.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/log_streaming.py
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
