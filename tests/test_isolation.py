@@ -248,3 +248,20 @@ def test_a_job_that_plants_symlinks_gets_no_file_contents(hub, clients):
     assert MARKER not in output.text
     listing = alice.get(f"{SERVICE}/jobs/{job['id']}/outputs").json()["outputs"]
     assert [o for o in listing if o["name"] == "report.txt"] == []
+
+
+def test_the_service_writes_no_file_through_a_link_a_job_planted(hub, clients):
+    """A job links its next attempt's plan file and the supervisor log to a root file: the
+    retry writes its own new files, and the root file is untouched."""
+    alice = clients[ALICE]
+    victim = hub.state / "victim.txt"
+    victim.write_text(MARKER)
+    script = (
+        'if [ "$AICLOUD_ATTEMPT" = 1 ]; then'
+        f' ln -s {victim} "$AICLOUD_RUN_DIR/attempt-2.plan.json";'
+        ' rm -f "$AICLOUD_RUN_DIR/supervisor.log";'
+        f' ln -s {victim} "$AICLOUD_RUN_DIR/supervisor.log"; exit 3; fi'
+    )
+    job, log = run(alice, {"command": ["sh", "-c", script], "max_retries": 1})
+    assert job["status"] == "succeeded" and len(job["attempts"]) == 2, (job, log)
+    assert victim.read_text() == MARKER

@@ -157,7 +157,9 @@ class LocalBackend(Backend):
         plan_json = plan.to_json()
         plan_json["banner"] = f"[aicloud] attempt {attempt}" if attempt > 1 else ""
         # The plan holds the job's environment: readable by its owner only.
-        fd = os.open(plan_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A new file, never through a link a job planted in its run dir.
+        plan_file.unlink(missing_ok=True)
+        fd = os.open(plan_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(plan_json, f)
         argv = [
@@ -181,7 +183,14 @@ class LocalBackend(Backend):
             os.chmod(run_dir.parent, 0o711)  # owners pass through to their own run dir only
             hand_over(run_dir, account)
             as_owner = dict(user=account.uid, group=account.gid, extra_groups=account.groups)
-        with open(run_dir / "supervisor.log", "ab") as supervisor_log:
+        if (run_dir / "supervisor.log").is_symlink():  # a job's: never written through
+            (run_dir / "supervisor.log").unlink()
+        log_fd = os.open(
+            run_dir / "supervisor.log",
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+            0o600,
+        )
+        with os.fdopen(log_fd, "ab") as supervisor_log:
             child = subprocess.Popen(
                 argv,
                 cwd=plan.cwd,
