@@ -221,8 +221,9 @@ class LossyLog:
                 raise
             written = len(whole) - len(view)
             if written >= len(note):  # the note went in: only the rest of data is lost now
-                self.lost = 0
-            self.lost += bytes(view).count(b"\n")
+                self.lost = bytes(view).count(b"\n")
+            else:  # the note itself is owed still, not a lost line
+                self.lost += data.count(b"\n")
             if written:
                 self.cut = whole[written - 1 : written] != b"\n"
             return
