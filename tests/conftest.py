@@ -23,6 +23,7 @@ SERIAL_FILES = frozenset(
     {
         "test_event_driven.py",
         "test_hub_service.py",  # quota and culling checks of one hub flaked beside other files
+        "test_magics_attach.py",  # a print after a cancelled awaiting cell came back empty once
         "test_runtime_exit.py",
         "test_train_torch.py",
     }
