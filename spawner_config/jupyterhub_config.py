@@ -96,7 +96,7 @@ configure_aicloud_service(
 # system: each hub user is a Unix user of their own; their server, kernels and jobs run as it.
 # single (not root): only the account's owner may log in. shared: several users, one account.
 try:
-    print(configure_local_users(c, env("AICLOUD_HUB_USERS"), STATE, HOMES))
+    print(configure_local_users(c, env("AICLOUD_HUB_USERS"), STATE))
 except SystemExit as e:
     sys.exit(str(e))
 

@@ -32,6 +32,11 @@ class Account:
         """The account's groups: its own group and the supplementary ones, nothing of ours."""
         return os.getgrouplist(self.name, self.gid)
 
+    @property
+    def popen_kwargs(self) -> dict:
+        """What ``subprocess.Popen`` needs to start a process as this account."""
+        return {"user": self.uid, "group": self.gid, "extra_groups": self.groups}
+
 
 def account_of(name: str) -> Account:
     """The Unix account of hub user ``name``; refused when missing or a system account."""
@@ -54,13 +59,19 @@ def is_system_account(name: str) -> bool:
         return False
 
 
-def hand_over(path: Path, account: Account, mode: int = 0o700) -> None:
+def private_dir(path: Path, account: Account) -> None:
+    """Make ``path`` (if missing) a directory of ``account`` alone (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chown(path, account.uid, account.gid, follow_symlinks=False)
+    os.chmod(path, 0o700)
+
+
+def hand_over(path: Path, account: Account) -> None:
     """Give a directory the service made, and the files in it, to ``account``: theirs alone.
 
     Links are changed themselves, never followed (``lchown``); subdirectories are left alone.
     """
-    os.chown(path, account.uid, account.gid, follow_symlinks=False)
-    os.chmod(path, mode)
+    private_dir(path, account)
     with os.scandir(path) as entries:
         for entry in entries:
             if entry.is_file(follow_symlinks=False):

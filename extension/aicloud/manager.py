@@ -20,7 +20,7 @@ from sqlalchemy import update
 from traitlets import Float, Instance, Unicode
 from traitlets.config import LoggingConfigurable
 
-from aicloud.accounts import account_of
+from aicloud.accounts import account_of, private_dir
 from aicloud.backends import AttemptExit, Backend
 from aicloud.errors import InvalidSpec, JobConflict, JobNotFound, LogsNotFound, UnsafeRunFile
 from aicloud.launchers import LaunchContext, launcher_for
@@ -198,10 +198,7 @@ class JobManager(LoggingConfigurable):
         if not any(getattr(b, "run_as_owner", False) for b in self.backends.values()):
             home.mkdir(mode=0o755, parents=True, exist_ok=True)
             return
-        account = account_of(owner)
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chown(home, account.uid, account.gid, follow_symlinks=False)
-        os.chmod(home, 0o700)
+        private_dir(home, account_of(owner))
 
     def resolve_cwd(self, spec: JobSpec, owner: str | None = None) -> Path:
         """The job's working directory, refused if it leaves the owner's root directory."""

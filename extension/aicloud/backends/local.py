@@ -182,7 +182,7 @@ class LocalBackend(Backend):
         if account is not None:
             os.chmod(run_dir.parent, 0o711)  # owners pass through to their own run dir only
             hand_over(run_dir, account)
-            as_owner = dict(user=account.uid, group=account.gid, extra_groups=account.groups)
+            as_owner = account.popen_kwargs
         if (run_dir / "supervisor.log").is_symlink():  # a job's: never written through
             (run_dir / "supervisor.log").unlink()
         log_fd = os.open(

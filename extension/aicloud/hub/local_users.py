@@ -76,7 +76,7 @@ def _unreachable(state: Path) -> str | None:
     return None
 
 
-def configure_local_users(c, mode: str | None, state: Path, homes: str) -> str:
+def configure_local_users(c, mode: str | None, state: Path) -> str:
     """Configure the local hub for ``mode`` (a key of :data:`USER_MODES`; None: the default,
     :func:`default_user_mode`); returns a line that says what the hub does, for its log.
     Raises ``SystemExit`` with the reason when a mode asked for cannot work here."""
@@ -95,7 +95,7 @@ def configure_local_users(c, mode: str | None, state: Path, homes: str) -> str:
         if why is not None and asked:
             raise SystemExit(f"aicloud: AICLOUD_HUB_USERS=system cannot work: {why}")
         if why is not None:
-            configure_local_users(c, "shared", state, homes)
+            configure_local_users(c, "shared", state)
             return (
                 f"aicloud: WARNING: hub users share the hub's Unix account (no isolation on "
                 f"disk): {why}. Move the checkout and AICLOUD_HUB_STATE (e.g. /srv) to give "

@@ -13,7 +13,7 @@ from pathlib import Path
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Bool, Unicode, default
 
-from aicloud.accounts import account_of
+from aicloud.accounts import account_of, private_dir
 from aicloud.hub import examples
 
 #: Where servers' ports are drawn from: below Linux's ephemeral ports (32768-60999), which
@@ -110,10 +110,8 @@ class LocalProfileSpawner(SimpleLocalProcessSpawner):
         as_user = {}
         if self.system_users:
             account = account_of(self.user.name)
-            home.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chown(home, account.uid, account.gid, follow_symlinks=False)
-            os.chmod(home, 0o700)
-            as_user = dict(user=account.uid, group=account.gid, extra_groups=account.groups)
+            private_dir(home, account)
+            as_user = account.popen_kwargs
         if self.examples_dir:
             await self._copy_examples(home, as_user)
         return await super().start()
