@@ -319,6 +319,7 @@ EXPECTED_JOBS = {
     "getJob": {200, 404},
     "deleteJob": {204, 404, 409},
     "cancelJob": {200, 404, 409},
+    "rerunJob": {201, 400, 404},
     "getJobLogs": {200, 400, 404},
     "getJobMetrics": {200, 400, 404},
     "getStatus": {200, 403},
@@ -444,6 +445,13 @@ def test_responses_conform_to_the_document(api, live_server):
     r = api.post("jobs", json=once)
     assert r.status_code == 409
     assert "idempotency_token" in r.json()["message"]
+    # A rerun does not reuse the token; a bad change to the spec is a 400 naming it.
+    first = api.get("jobs", params={"limit": 1}).json()["jobs"][0]
+    r = api.post(f"jobs/{first['id']}/rerun")
+    assert r.status_code == 201
+    assert "idempotency_token" not in r.json()["spec"]
+    r = api.post(f"jobs/{first['id']}/rerun", json={"oops": 1})
+    assert (r.status_code, "oops" in r.json()["message"]) == (400, True)
 
     # Not found: no such job, no such rank, a deleted job.
     assert api.get(f"jobs/{sleeper['id']}/logs", params={"rank": 1}).status_code == 404
@@ -452,6 +460,7 @@ def test_responses_conform_to_the_document(api, live_server):
         ("GET", f"jobs/{echo['id']}"),
         ("DELETE", f"jobs/{echo['id']}"),
         ("POST", f"jobs/{echo['id']}/cancel"),
+        ("POST", f"jobs/{echo['id']}/rerun"),
         ("GET", f"jobs/{echo['id']}/logs"),
         ("GET", f"jobs/{echo['id']}/metrics"),
     ]:

@@ -139,6 +139,10 @@ class AICloudClient:
         """Cancel a job; returns it once nothing of it runs."""
         return self.request("POST", f"jobs/{job_id}/cancel").json()
 
+    def rerun(self, job_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new job from one of the caller's jobs; the service keeps its secret values."""
+        return self.request("POST", f"jobs/{job_id}/rerun", json=overrides or {}).json()
+
     def delete(self, job_id: str) -> None:
         """Delete a job that has ended."""
         self.request("DELETE", f"jobs/{job_id}")

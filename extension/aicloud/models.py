@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from aicloud.spec import redacted_env
+from aicloud.spec import redacted_spec
 from aicloud.store import Attempt, Job, Schedule
 
 
@@ -31,10 +31,8 @@ def attempt_model(attempt: Attempt) -> dict[str, Any]:
 
 
 def job_model(job: Job) -> dict[str, Any]:
-    """The API form of a job. Secret-looking environment values are never shown."""
-    spec = dict(job.spec)
-    if spec.get("env"):
-        spec["env"] = redacted_env(spec["env"])
+    """The API form of a job. Secret environment values are never shown (``redacted_spec``)."""
+    spec = redacted_spec(job.spec)
     return {
         "id": job.id,
         "name": job.name,
@@ -74,9 +72,7 @@ def masked_url(url: str | None) -> str | None:
 
 def schedule_model(schedule: Schedule) -> dict[str, Any]:
     """The API form of a schedule. The job template's secrets and the webhook's path are hidden."""
-    spec = dict(schedule.spec)
-    if spec.get("env"):
-        spec["env"] = redacted_env(spec["env"])
+    spec = redacted_spec(schedule.spec)
     return {
         "id": schedule.id,
         "name": schedule.name,

@@ -7,8 +7,11 @@ jupyter-scheduler, every one of them is enforced by the job service.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
 from enum import Enum
+from fnmatch import fnmatchcase
 from typing import Annotated, Any
 
 from pydantic import (
@@ -17,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -38,7 +42,31 @@ MEMORY_UNITS = {
 }
 MAX_MEMORY_BYTES = 64 * 2**40
 MAX_TIMEOUT_SECONDS = 30 * 24 * 3600
-SECRET_ENV_HINTS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
+#: Environment variables whose values API output shows as ``MASK``: shell-style patterns,
+#: matched against the upper-cased name. ``*KEY*`` also hides e.g. ``KEYBOARD`` and
+#: ``MONKEY``; hiding a harmless value costs little, showing a key costs much. Names the rule
+#: misses can be listed in a spec's ``secret_env``. Documented in docs/users/jobs.md.
+SECRET_ENV_PATTERNS = (
+    "PASS",
+    "PASS_*",
+    "*_PASS",
+    "*_PASS_*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*PASSPHRASE*",
+    "*_PWD",
+    "PAT",
+    "*_PAT",
+    "*TOKEN*",
+    "*SECRET*",
+    "*KEY*",
+    "*CREDENTIAL*",
+    "*AUTH",
+    "*AUTH_*",
+    "*AUTHORIZATION*",
+)
+#: What API output shows in place of a secret value.
+MASK = "***"
 
 
 def _no_nul(value: str) -> str:
@@ -201,6 +229,11 @@ class JobSpec(StrictModel):
         None, description="Working directory, relative to the server's root directory."
     )
     env: dict[str, EnvValue] = Field(default_factory=dict)
+    secret_env: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Names in env whose values are secret although the naming rule misses them.",
+    )
     tags: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
         default_factory=list, max_length=32
     )
@@ -230,6 +263,17 @@ class JobSpec(StrictModel):
                 raise ValueError(f"invalid environment variable name {name!r}")
             if name.startswith("AICLOUD_"):
                 raise ValueError(f"{name} is set by aicloud and cannot be overridden")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _check_secret_env(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        env = info.data.get("env")
+        if env is None:  # env itself was refused; that error says enough
+            return value
+        missing = [name for name in value if name not in env]
+        if missing:
+            raise ValueError(f"{', '.join(map(repr, missing))} not in env")
         return value
 
     @model_validator(mode="after")
@@ -268,12 +312,45 @@ class JobSpec(StrictModel):
 ENTRYPOINT_FIELDS = ("command", "script", "module", "source", "notebook", "inference")
 
 
-def redacted_env(env: dict[str, str]) -> dict[str, str]:
-    """Return ``env`` with the values of secret-looking variables hidden."""
-    return {
-        name: ("***" if any(hint in name.upper() for hint in SECRET_ENV_HINTS) else value)
-        for name, value in env.items()
-    }
+def is_secret_env(name: str, secret_env: Iterable[str] = ()) -> bool:
+    """Whether API output hides the value of ``name``: the naming rule, or listed as secret."""
+    upper = name.upper()
+    return name in secret_env or any(fnmatchcase(upper, p) for p in SECRET_ENV_PATTERNS)
+
+
+def redacted_env(env: dict[str, str], secret_env: Iterable[str] = ()) -> dict[str, str]:
+    """Return ``env`` with the values of secret variables replaced with :data:`MASK`."""
+    listed = set(secret_env)
+    return {name: MASK if is_secret_env(name, listed) else v for name, v in env.items()}
+
+
+def redacted_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored job spec (its JSON form) as API output shows it: secret values masked."""
+    spec = dict(spec)
+    if spec.get("env"):
+        spec["env"] = redacted_env(spec["env"], spec.get("secret_env", ()))
+    return spec
+
+
+def rerun_spec(stored: dict[str, Any], overrides: dict[str, Any] | None = None) -> JobSpec:
+    """The spec of a rerun: the stored (unmasked) spec with ``overrides`` on top.
+
+    ``overrides`` replace top-level fields. In an overriding ``env``, a value of :data:`MASK`
+    for a variable the original has keeps the original value, so a spec read back from the API
+    can be sent back as is. The idempotency token is not carried over. Raises pydantic's
+    ``ValidationError`` (strict, as for a submission).
+    """
+    spec = {k: v for k, v in stored.items() if k != "idempotency_token"}
+    overrides = dict(overrides or {})
+    env = overrides.get("env")
+    if isinstance(env, dict):
+        original = stored.get("env") or {}
+        overrides["env"] = {
+            name: original[name] if value == MASK and name in original else value
+            for name, value in env.items()
+        }
+    spec.update(overrides)
+    return JobSpec.model_validate_json(json.dumps(spec), strict=True)
 
 
 class Overlap(str, Enum):

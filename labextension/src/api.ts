@@ -144,9 +144,12 @@ export class AICloudAPI {
     await this.request('DELETE', ['jobs', id]);
   }
 
-  /** A new job with the same spec (what "rerun" does). */
-  rerunJob(job: IJob): Promise<IJob> {
-    return this.createJob({ ...job.spec, idempotency_token: undefined });
+  /**
+   * A new job with the spec of job `id`, made by the service from its stored spec: the
+   * values that the API shows as `***` (secret env variables) keep their real values.
+   */
+  rerunJob(id: string): Promise<IJob> {
+    return this.json('POST', ['jobs', id, 'rerun'], { body: {} });
   }
 
   /** Up to `limit` bytes of the log from `offset`, and where to continue. */

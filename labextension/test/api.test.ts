@@ -134,11 +134,13 @@ test('an error answer that is not JSON keeps its text, or its status', async () 
   await assert.rejects(empty.api.status(), { message: 'HTTP 503 Unavailable' });
 });
 
-test('rerun submits the spec again without its idempotency token', async () => {
+test('rerun asks the service to rerun the job, and sends no spec back', async () => {
   const { api, calls } = recorder(() => json({ id: 'job-2' }, 201));
-  const spec = { command: ['python', '-c', '1'], idempotency_token: 'once' };
-  await api.rerunJob({ id: 'job-1', spec } as never);
-  assert.deepEqual(JSON.parse(String(calls[0].init.body)), { command: ['python', '-c', '1'] });
+  const job = await api.rerunJob('job-1');
+  assert.equal(job.id, 'job-2');
+  assert.equal(calls[0].init.method, 'POST');
+  assert.ok(calls[0].url.endsWith('/aicloud/api/v1/jobs/job-1/rerun'));
+  assert.deepEqual(JSON.parse(String(calls[0].init.body)), {});
 });
 
 test('readLog returns the text and the offsets from the headers', async () => {

@@ -103,6 +103,17 @@ def build_parser(
         sub.add_argument("job_id", metavar="JOB")
         sub.add_argument("--json", action="store_true")
 
+    rerun = commands.add_parser(
+        "rerun",
+        help="start a job again",
+        description="Start a new job with the spec of JOB, secret env values included.",
+    )
+    rerun.add_argument("job_id", metavar="JOB")
+    rerun.add_argument(
+        "--follow", "-f", action="store_true", help="follow the logs; exit with the job's outcome"
+    )
+    rerun.add_argument("--json", action="store_true", help="print the new job as JSON")
+
     logs = commands.add_parser("logs", help="print a job's log", description="Print a job's log.")
     logs.add_argument("job_id", metavar="JOB")
     logs.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
@@ -231,6 +242,14 @@ def run(args: argparse.Namespace, client: AICloudClient) -> int:
     if args.command == "cancel":
         job = client.cancel(args.job_id)
         _print_json(job) if args.json else print(f"{job['id']} {job['status']}")
+        return 0
+    if args.command == "rerun":
+        job = client.rerun(args.job_id)
+        if args.follow:
+            print(f"aicloud: job {job['id']} submitted", file=sys.stderr)
+            _follow(client, job["id"])
+            return _outcome(_wait(client, job["id"]))
+        _print_json(job) if args.json else print(job["id"])
         return 0
     if args.command == "delete":
         client.delete(args.job_id)

@@ -1,4 +1,4 @@
-"""REST handlers for jobs: create, list, get, cancel, delete, logs."""
+"""REST handlers for jobs: create, list, get, cancel, rerun, delete, logs."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import asyncio
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
+from pydantic import ValidationError
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from aicloud.handlers.base import AICloudHandler
+from aicloud.handlers.base import AICloudHandler, describe_validation_error
 from aicloud.models import job_model
-from aicloud.spec import JobKind, JobSpec, JobStatus
+from aicloud.spec import JobKind, JobSpec, JobStatus, rerun_spec
 
 JOB_ID = r"(?P<job_id>[A-Za-z0-9_-]{1,64})"
 API = "/aicloud/api/v1"
@@ -100,6 +101,33 @@ class JobCancelHandler(AICloudHandler):
         self.write_json(job_model(job))
 
 
+class JobRerunHandler(AICloudHandler):
+    """``/jobs/{id}/rerun``: a new job from the stored spec, secrets included."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str):
+        """Create a job from the caller's own job ``job_id``: 201, as ``POST /jobs`` answers.
+
+        The optional body holds top-level spec fields to change; an ``env`` value of ``***``
+        keeps the original's value. The original's idempotency token is not reused. Only the
+        caller's own jobs can be rerun, admins included (another's answers 404).
+        """
+        overrides = self.json_body() if self.request.body else {}
+        original = self.manager.get(job_id, self.caller)
+        try:
+            spec = rerun_spec(original.spec, overrides)
+        except ValidationError as e:
+            raise web.HTTPError(400, describe_validation_error(e)) from None
+        await self.admit(spec)
+        job = self.manager.submit(spec, self.caller)
+        self.set_header("Location", url_path_join(self.base_url, API, "jobs", job.id))
+        self.write_json(job_model(job), status=201)
+
+    async def admit(self, spec: JobSpec) -> None:
+        """Refuse a rerun before it is stored; the hub's handlers check the GPU quota here."""
+
+
 class JobLogsHandler(AICloudHandler):
     """``/jobs/{id}/logs``: bytes from an offset, or a chunked stream with ``follow``."""
 
@@ -177,6 +205,7 @@ default_handlers = [
     (rf"{API}/jobs", JobCollectionHandler),
     (rf"{API}/jobs/{JOB_ID}", JobHandler),
     (rf"{API}/jobs/{JOB_ID}/cancel", JobCancelHandler),
+    (rf"{API}/jobs/{JOB_ID}/rerun", JobRerunHandler),
     (rf"{API}/jobs/{JOB_ID}/logs", JobLogsHandler),
     (rf"{API}/jobs/{JOB_ID}/metrics", JobMetricsHandler),
 ]

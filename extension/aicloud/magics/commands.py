@@ -1,4 +1,4 @@
-"""The line subcommands: status, resources, jobs, logs, cancel, attach, show."""
+"""The line subcommands: status, resources, jobs, logs, cancel, rerun, attach, show."""
 
 from __future__ import annotations
 
@@ -136,6 +136,17 @@ def cancel(magics, line):
     args = parse(cancel, line)
     job = magics.call("cancel", args.job_id)
     print(f"{job['id']} {job['status']}")
+
+
+@subcommand("rerun", "start a job again, secret env values included")
+@magic_arguments(name="aicloud rerun")
+@argument("job_id", metavar="JOB")
+def rerun(magics, line):
+    """Start a new job with the spec of JOB (the service keeps its secret values)."""
+    args = parse(rerun, line)
+    job = magics.call("rerun", args.job_id)
+    magics.remember(job["id"])
+    print(job["id"])
 
 
 @subcommand("attach", "follow a job again (after a kernel restart, say): output, progress, cancel")

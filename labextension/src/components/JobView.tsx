@@ -141,7 +141,7 @@ export function JobView(props: IJobViewProps): JSX.Element {
               className="aicloud-button aicloud-rerun"
               disabled={action.busy}
               onClick={() =>
-                action.run(async () => props.onOpenJob((await props.api.rerunJob(job)).id))
+                action.run(async () => props.onOpenJob((await props.api.rerunJob(job.id)).id))
               }
             >
               Rerun
