@@ -65,13 +65,12 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Two pytest runs: everything but the `serial` tests on 2 xdist workers, a file per worker at
-# a time (tests/conftest.py groups by file), then the `serial` ones (timing-sensitive, DDP)
-# alone. Either failing fails `make test`; each ends with its own pytest summary line.
+# One pytest run on 2 xdist workers, a group per worker at a time, longest first
+# (tests/conftest.py groups by file, and puts the `serial` files (timing-sensitive, DDP) in one
+# group, so they run one after another on one worker while the other worker runs the rest).
 PYTEST_WORKERS ?= 2
 test: setup lint hub-5.5
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -p no:xdist -m serial $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/api.py

@@ -16,9 +16,10 @@ import pytest
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-#: Files that must not share the CPU with other tests: wall-clock bounds (a fraction of a
-#: second) or multi-process training. Marked ``serial``: ``make test`` runs them in a second,
-#: serial pytest after the parallel run (``-m "not serial"`` under pytest-xdist).
+#: Files that must not run beside each other: wall-clock bounds (a fraction of a second),
+#: multi-process training, a hub's quota and culling checks. Marked ``serial`` and put in one
+#: xdist group, ``serial``: under ``make test`` (``--dist loadgroup``) they run one after
+#: another on one worker while the other worker runs the rest (``-m serial`` selects them).
 SERIAL_FILES = frozenset(
     {
         "test_event_driven.py",
@@ -28,22 +29,70 @@ SERIAL_FILES = frozenset(
         "test_train_torch.py",
     }
 )
+SERIAL_GROUP = "serial"
+
+#: Rough seconds per xdist group (a file, or the serial group) from ``--durations`` of a full
+#: run. Groups are handed to the workers longest first, so that no long file starts last
+#: while the other worker idles; groups not listed count as short and keep their order.
+GROUP_SECONDS = {
+    SERIAL_GROUP: 290,
+    "test_schedules.py": 120,
+    "test_notebook_pool.py": 110,
+    "test_hub_homes.py": 120,
+    "test_cli.py": 110,
+    "test_hub_browser.py": 110,
+    "test_inference_jobs.py": 75,
+    "test_bad_input.py": 70,
+    "test_magics.py": 65,
+    "test_magics_nbval.py": 60,
+    "test_schedules_live.py": 55,
+    "test_lab_sidebar.py": 45,
+    "test_magics_browser.py": 40,
+    "test_hub_kernels.py": 35,
+    "test_crash.py": 35,
+    "test_isolation.py": 30,
+    "test_inference_notebook.py": 30,
+    "test_hub_shutdown.py": 27,
+    "test_lab_wheel.py": 25,
+    "test_hub_profiles.py": 22,
+    "test_openapi.py": 22,
+    "test_magics_errors.py": 21,
+    "test_disk_full.py": 19,
+    "test_k8s_emulated.py": 19,
+    "test_train_tensorflow.py": 18,
+    "test_inference_server.py": 16,
+    "test_auth.py": 15,
+}
+
+
+def pytest_configure(config):
+    """Keep the work queue in collection order (longest group first, see below), not
+    xdist's default of most tests first."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Mark the serial files; put every other test in an xdist group of its own file.
+    """Mark the serial files (group ``serial``); put every other test in an xdist group of
+    its own file; order the groups longest first (stable: a file's tests keep their order).
 
-    Under ``--dist loadgroup`` a file's tests then stay on one worker, so module-scoped
+    Under ``--dist loadgroup`` a group's tests then stay on one worker, so module-scoped
     fixtures (a hub per test_hub_*.py module) start once, and an explicit
     ``@pytest.mark.xdist_group`` still wins.
     """
+    groups = {}
     for item in items:
         filename = item.path.name
         if filename in SERIAL_FILES:
             item.add_marker(pytest.mark.serial)
+            if item.get_closest_marker("xdist_group") is None:
+                item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(filename))
+        marker = item.get_closest_marker("xdist_group")
+        groups[item] = marker.args[0] if marker.args else marker.kwargs.get("name", "")
+    items.sort(key=lambda item: -GROUP_SECONDS.get(groups[item], 0))
 
 
 JUPYTER = str(Path(sys.executable).with_name("jupyter"))
@@ -194,6 +243,18 @@ def live_server_factory(tmp_path):
 def live_server(live_server_factory) -> LiveServer:
     """One real ``jupyter server`` with aicloud."""
     return live_server_factory()
+
+
+@pytest.fixture(scope="module")
+def module_live_server(tmp_path_factory) -> LiveServer:
+    """One real ``jupyter server`` with aicloud for all the tests of a module that ask for it
+    (for tests that neither stop it nor need it empty: they tell their jobs by id)."""
+    folder = tmp_path_factory.mktemp("module-server")
+    (folder / "root").mkdir()
+    server = LiveServer(root_dir=folder / "root", data_dir=folder / "data", home=folder / "home")
+    server.start()
+    yield server
+    server.stop()
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:

@@ -8,6 +8,13 @@ import pytest
 
 from tests.conftest import run_cli, wait_for
 
+
+@pytest.fixture
+def live_server(module_live_server):
+    """The module's server: a job or schedule per test, each test looks only at its own."""
+    return module_live_server
+
+
 COMMANDS = [
     "submit",
     "list",
@@ -30,7 +37,9 @@ def test_help(command):
     assert result.stdout.startswith(f"usage: aicloud {command}")
 
 
-def test_submit_list_logs_show_delete(live_server):
+def test_submit_list_logs_show_delete(live_server_factory):
+    """On a server of its own: the listing holds its job alone, and is empty at the end."""
+    live_server = live_server_factory()
     env = live_server.env
     (live_server.root_dir / "train.py").write_text(
         "import sys\nfor i in range(3):\n    print('epoch', i, sys.argv[1:])\n"

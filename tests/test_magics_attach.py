@@ -18,10 +18,17 @@ SLEEPER = (
 
 
 @pytest.fixture
-def kernel(live_server, monkeypatch):
+def live_server(module_live_server):
+    """The module's server; each test's kernel is a notebook of its own (``jobs --here``)."""
+    return module_live_server
+
+
+@pytest.fixture
+def kernel(live_server, monkeypatch, request):
     monkeypatch.setenv("AICLOUD_URL", live_server.url)
     monkeypatch.setenv("AICLOUD_TOKEN", live_server.token)
-    monkeypatch.setenv("JPY_SESSION_NAME", str(live_server.root_dir / "attach.ipynb"))
+    notebook = live_server.root_dir / f"{request.node.name}.ipynb"
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
     started = []
 
     def start():
@@ -48,10 +55,14 @@ def iopub(kc, msg_id: str | None, timeout: float):
             yield msg
 
 
-def run(kc, code: str, until: str | None = None, timeout: float = 60) -> tuple[str, str]:
+def run(
+    kc, code: str, until: str | None = None, timeout: float = 60, output: bool = False
+) -> tuple[str, str]:
     """Execute ``code``; return (all text output, status). With ``until``, return as soon as
-    that text has appeared (the cell still running) with status 'running'."""
-    text = ""
+    that text has appeared (the cell still running) with status 'running'. With ``output``,
+    a cell that prints: a stream that comes after the idle status (IOPub under load) still
+    counts, and no output at all is a TimeoutError."""
+    text, idle = "", False
     for msg in iopub(kc, kc.execute(code), timeout):
         kind, content = msg["msg_type"], msg["content"]
         if kind == "stream":
@@ -59,6 +70,8 @@ def run(kc, code: str, until: str | None = None, timeout: float = 60) -> tuple[s
         elif kind == "error":
             text += "\n".join(content["traceback"])
         elif kind == "status" and content["execution_state"] == "idle":
+            idle = True
+        if idle and (not output or text.endswith("\n")):
             return text, "idle"
         if until and until in text:
             return text, "running"
@@ -153,7 +166,7 @@ def test_cancel_button_works_while_the_cell_waits(kernel, live_server):
     job_id, reply = click_cancel_while_running(kc, live_server, kc.execute(SLEEPER))
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "JobFailed"
-    after, _ = run(kc, "print(_aicloud_last_job)")
+    after, _ = run(kc, "print(_aicloud_last_job)", output=True)
     assert after.strip() == job_id
 
 
