@@ -162,9 +162,18 @@ GOLDEN_TORCH = yaml.safe_load(
             limits: {cpu: '4', memory: 8Gi}
           ports: [{name: rendezvous, containerPort: 29400, protocol: TCP}]
           volumeMounts:
-          - {name: runs, mountPath: /srv/aicloud/runs}
+          - {name: runs, mountPath: /srv/aicloud/runs/job-0123456789ab, subPath: job-0123456789ab}
           - {name: dshm, mountPath: /dev/shm}
-          securityContext: {allowPrivilegeEscalation: false}
+          securityContext:
+            allowPrivilegeEscalation: false
+            capabilities: {drop: [ALL]}
+        securityContext:
+          runAsUser: 1000
+          runAsGroup: 100
+          fsGroup: 100
+          fsGroupChangePolicy: OnRootMismatch
+          runAsNonRoot: true
+          seccompProfile: {type: RuntimeDefault}
         volumes:
         - {name: runs, persistentVolumeClaim: {claimName: aicloud-runs}}
         - {name: dshm, emptyDir: {medium: Memory, sizeLimit: 1Gi}}

@@ -19,12 +19,21 @@ Conventions inside the pods are the engines' own:
 
 User strings (arguments, environment values) are escaped for Kubernetes' ``$(VAR)``
 expansion, so that they reach the process exactly as given.
+
+Isolation between users (issue 15): every pod runs as its job's owner (``runAsUser`` from
+``ClusterConfig.owner_uids``, else ``default_uid``; never root, no privilege escalation, no
+capabilities) and mounts only that owner's home (``workspace_claim`` and ``workspace_subpath``,
+templates of ``{username}`` as KubeSpawner's ``pvc_name_template`` is) and the attempt's own run
+directory (a ``subPath`` of ``runs_claim``), never the runs directory of other jobs or anything
+else of the service's state.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -50,15 +59,29 @@ RDZV_CONF = "join_timeout=1800,last_call_timeout=2,keep_alive_interval=2,keep_al
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """What the operator decides for every job pod (the backend's traits)."""
+    """What the operator decides for every job pod (the backend's traits).
+
+    ``runs_claim`` holds the service's runs directory (``runs_path`` in the service, at
+    ``runs_subpath`` inside the claim); a pod mounts only its attempt's run directory of it.
+    ``workspace_claim`` and ``workspace_subpath`` name the owner's home, mounted at
+    ``workspace_path``; both may use ``{username}`` (KubeSpawner's safe slug of the owner's
+    name, as in z2jh's ``claim-{username}``) or ``{escaped_username}`` (KubeSpawner's legacy
+    escaping). Pods run as ``owner_uids[owner]``, else ``default_uid`` (None: an owner not in
+    ``owner_uids`` cannot run jobs), with group and ``fsGroup`` ``run_as_group``.
+    """
 
     namespace: str = "default"
     service_account: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
     runs_claim: str | None = None
     runs_path: str = "/srv/aicloud/runs"
+    runs_subpath: str = ""
     workspace_claim: str | None = None
     workspace_path: str = "/home/jovyan"
+    workspace_subpath: str = ""
+    owner_uids: Mapping[str, int] = field(default_factory=dict)
+    default_uid: int | None = 1000
+    run_as_group: int = 100
     python: str = "python"
     rendezvous_port: int = 29400
     tf_port: int = 2222
@@ -80,6 +103,7 @@ class AttemptContext:
     run_dir: str
     env: dict[str, str] = field(default_factory=dict)
     timeout_seconds: int | None = None
+    owner: str | None = None
 
     @property
     def name(self) -> str:
@@ -164,19 +188,94 @@ def thread_env(shape: PodShape, processes: int, names: tuple[str, ...]) -> dict[
     return {} if threads is None else dict.fromkeys(names, str(threads))
 
 
+class OwnerError(ValueError):
+    """An attempt cannot be given its owner's identity or home (a configuration problem)."""
+
+
+@cache
+def _slugs():
+    try:
+        from kubespawner.slugs import escape_slug, safe_slug
+    except ImportError:
+        raise OwnerError(
+            "{username} in the Kubernetes backend's claim templates needs KubeSpawner's slugs: "
+            "pip install 'jupyter-aicloud[hub]'"
+        ) from None
+    return safe_slug, escape_slug
+
+
+def expand_owner(template: str, owner: str | None) -> str:
+    """``template`` with ``{username}`` (KubeSpawner's safe slug, as in ``claim-{username}``)
+    and ``{escaped_username}`` (its legacy ``escape`` scheme) of the owner filled in."""
+    if "{" not in template:
+        return template
+    if not owner:
+        raise OwnerError(f"{template!r} names the job's owner, and this attempt has none")
+    safe_slug, escape_slug = _slugs()
+    return template.format(
+        username=safe_slug(owner, max_length=48), escaped_username=escape_slug(owner)
+    )
+
+
+def owner_uid(owner: str | None, config: ClusterConfig) -> int:
+    """The uid the owner's pods run as: ``owner_uids``, else ``default_uid``; never root."""
+    uid = config.owner_uids.get(owner) if owner is not None else None
+    if uid is None:
+        uid = config.default_uid
+    if uid is None:
+        raise OwnerError(f"no uid for {owner!r}: KubernetesBackend.owner_uids does not list them")
+    if uid <= 0:
+        raise OwnerError(f"{owner!r} would run as uid {uid}; job pods never run as root")
+    return uid
+
+
+def make_pod_security_context(ctx: AttemptContext, config: ClusterConfig) -> dict[str, Any]:
+    """The owner's uid, the users' group (and ``fsGroup``, so volumes are writable), non-root."""
+    return {
+        "runAsUser": owner_uid(ctx.owner, config),
+        "runAsGroup": config.run_as_group,
+        "fsGroup": config.run_as_group,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def make_container_security_context() -> dict[str, Any]:
+    """No privilege escalation, no capabilities."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def run_dir_subpath(ctx: AttemptContext, config: ClusterConfig) -> str:
+    """Where the attempt's run directory is inside ``runs_claim``."""
+    run_dir, runs = PurePosixPath(ctx.run_dir), PurePosixPath(config.runs_path)
+    if run_dir == runs or runs not in run_dir.parents or ".." in run_dir.parts:
+        raise OwnerError(f"run directory {ctx.run_dir!r} is not inside {config.runs_path!r}")
+    return str(PurePosixPath(config.runs_subpath or ".") / run_dir.relative_to(runs))
+
+
 def make_volumes(
-    config: ClusterConfig, configmap: str | None = None
+    ctx: AttemptContext, config: ClusterConfig, configmap: str | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The pods' volumes and the container's mounts: runs, workspace, shm, parameters."""
+    """The pods' volumes and the container's mounts: the attempt's run directory, the owner's
+    home, shm, parameters. Nothing else of the runs claim, and no other user's home."""
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     if config.runs_claim:
-        volumes.append({"name": "runs", "persistentVolumeClaim": {"claimName": config.runs_claim}})
-        mounts.append({"name": "runs", "mountPath": config.runs_path})
+        claim = {"claimName": config.runs_claim}
+        volumes.append({"name": "runs", "persistentVolumeClaim": claim})
+        subpath = run_dir_subpath(ctx, config).removeprefix("./")
+        mounts.append({"name": "runs", "mountPath": ctx.run_dir, "subPath": subpath})
     if config.workspace_claim:
-        claim = {"claimName": config.workspace_claim}
+        claim = {"claimName": expand_owner(config.workspace_claim, ctx.owner)}
         volumes.append({"name": "workspace", "persistentVolumeClaim": claim})
-        mounts.append({"name": "workspace", "mountPath": config.workspace_path})
+        mount = {"name": "workspace", "mountPath": config.workspace_path}
+        subpath = expand_owner(config.workspace_subpath, ctx.owner).strip("/")
+        if subpath:
+            if ".." in PurePosixPath(subpath).parts:
+                raise OwnerError(f"workspace_subpath {subpath!r} must not contain '..'")
+            mount["subPath"] = subpath
+        mounts.append(mount)
     if config.shm_size:
         shm = {"medium": "Memory", "sizeLimit": config.shm_size}
         volumes.append({"name": "dshm", "emptyDir": shm})
@@ -204,7 +303,7 @@ def make_container(
         "env": env,
         "resources": {"requests": dict(ctx.shape.requests), "limits": dict(ctx.shape.limits)},
         "volumeMounts": mounts,
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": make_container_security_context(),
     }
     if ports:
         container["ports"] = ports
@@ -241,6 +340,7 @@ def make_pod_template(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": config.grace_seconds,
+        "securityContext": make_pod_security_context(ctx, config),
     }
     if subdomain:
         spec["subdomain"] = subdomain
@@ -371,7 +471,7 @@ def make_torch_job(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) ->
         index_env("PET_NODE_RANK"),
         *make_env({**pet, **threads, **base_env(ctx, spec)}),
     ]
-    volumes, mounts = make_volumes(config)
+    volumes, mounts = make_volumes(ctx, config)
     port = {"name": "rendezvous", "containerPort": config.rendezvous_port, "protocol": "TCP"}
     container = make_container(
         CONTAINER, ctx, torchrun_argv(spec, ctx, config), env, mounts, [port]
@@ -395,10 +495,16 @@ def make_trainjob(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> 
     env = make_env(
         {"TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": RANK_PREFIX, **threads, **base_env(ctx, spec)}
     )
-    volumes, mounts = make_volumes(config)
+    volumes, mounts = make_volumes(ctx, config)
     labels = make_labels(ctx.job_id, ctx.attempt)
+    node = {
+        "name": TRAINJOB_CONTAINER,
+        "volumeMounts": mounts,
+        "securityContext": make_container_security_context(),
+    }
     pod_spec: dict[str, Any] = {
-        "containers": [{"name": TRAINJOB_CONTAINER, "volumeMounts": mounts}]
+        "containers": [node],
+        "securityContext": make_pod_security_context(ctx, config),
     }
     if volumes:
         pod_spec["volumes"] = volumes
@@ -470,7 +576,7 @@ def make_tf_job(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> Ma
         {"name": "TF_CONFIG", "value": tf_config},
         *make_env({**defaults, **base_env(ctx, spec)}),
     ]
-    volumes, mounts = make_volumes(config)
+    volumes, mounts = make_volumes(ctx, config)
     port = {"name": "tf", "containerPort": config.tf_port, "protocol": "TCP"}
     command = [config.python, *entry_argv(spec, ctx)]
     container = make_container(CONTAINER, ctx, command, env, mounts, [port])
@@ -515,7 +621,7 @@ def make_notebook_job(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig)
     ]
     if spec.kernel:
         command.append(f"--kernel={spec.kernel}")
-    volumes, mounts = make_volumes(config, configmap["metadata"]["name"])
+    volumes, mounts = make_volumes(ctx, config, configmap["metadata"]["name"])
     env = make_env(base_env(ctx, spec))
     container = make_container(CONTAINER, ctx, [escape(a) for a in command], env, mounts)
     template = make_pod_template(ctx, config, container, volumes)
@@ -528,7 +634,7 @@ def make_command_job(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) 
         command = [escape(a) for a in spec.command]
     else:
         command = [config.python, *entry_argv(spec, ctx)]
-    volumes, mounts = make_volumes(config)
+    volumes, mounts = make_volumes(ctx, config)
     container = make_container(CONTAINER, ctx, command, make_env(base_env(ctx, spec)), mounts)
     template = make_pod_template(ctx, config, container, volumes)
     return Manifests(make_indexed_job(ctx, config, template, 1))

@@ -1,0 +1,168 @@
+"""Job pods of one user on Kubernetes see nothing of another's (issue 15, item 1): each runs as
+its owner's uid, mounts only its owner's home and its own run directory, and never the runs
+directory of other jobs. Pure builders, checked against the official schemas."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aicloud.backends.kubernetes.builders import (
+    ClusterConfig,
+    OwnerError,
+    expand_owner,
+    make_manifests,
+)
+from aicloud.spec import JobSpec
+from tests.test_k8s_builders import SPECS, check_schema, context
+
+RUNS = "/srv/aicloud/runs"
+HUB = ClusterConfig(
+    namespace="ml",
+    runs_claim="aicloud-data",
+    runs_path=RUNS,
+    runs_subpath="runs",
+    workspace_claim="claim-{username}",
+    workspace_path="/home/jovyan",
+    owner_uids={"alice": 1001, "bob": 1002},
+    default_uid=None,
+)
+ALICE_JOB, BOB_JOB = "job-a11ce0000001", "job-b0b000000002"
+
+
+def attempt(spec: JobSpec, owner: str | None, job_id: str, **overrides):
+    values = {
+        "job_id": job_id,
+        "run_dir": f"{RUNS}/{job_id}",
+        "owner": owner,
+        "env": {"AICLOUD_JOB_ID": job_id, "AICLOUD_RUN_DIR": f"{RUNS}/{job_id}"},
+    }
+    return context(spec, **{**values, **overrides})
+
+
+def pod_specs(manifest: dict) -> list[dict]:
+    """The pod specs of a Job or of a TrainJob's runtime patch."""
+    if manifest["kind"] == "TrainJob":
+        jobs = manifest["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]
+        return [job["template"]["spec"]["template"]["spec"] for job in jobs["replicatedJobs"]]
+    return [manifest["spec"]["template"]["spec"]]
+
+
+def claims(pod: dict) -> set[str]:
+    return {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+
+
+@pytest.mark.parametrize("trainjob", [False, True])
+@pytest.mark.parametrize("values", SPECS)
+def test_alice_runs_as_alice_with_only_her_home_and_run_dir(values, trainjob):
+    spec = JobSpec(**values)
+    manifests = make_manifests(spec, attempt(spec, "alice", ALICE_JOB), HUB, trainjob)
+    check_schema(manifests.primary)
+    for pod in pod_specs(manifests.primary):
+        assert pod["securityContext"] == {
+            "runAsUser": 1001,
+            "runAsGroup": 100,
+            "fsGroup": 100,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        assert "automountServiceAccountToken" not in pod or not pod["automountServiceAccountToken"]
+        assert claims(pod) == {"aicloud-data", "claim-alice"}
+        (container,) = pod["containers"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["runs"] == {
+            "name": "runs",
+            "mountPath": f"{RUNS}/{ALICE_JOB}",
+            "subPath": f"runs/{ALICE_JOB}",
+        }
+        assert mounts["workspace"] == {"name": "workspace", "mountPath": "/home/jovyan"}
+        # Nothing of the claim that holds the service's state but her own run directory.
+        runs_volume = {
+            v["name"]
+            for v in pod["volumes"]
+            if v.get("persistentVolumeClaim", {}).get("claimName") == "aicloud-data"
+        }
+        for mount in container["volumeMounts"]:
+            if mount["name"] in runs_volume:
+                assert mount.get("subPath") == f"runs/{ALICE_JOB}"
+
+
+BOB_NAMING_ALICE = [
+    {"command": ["cat", "/home/alice/private.txt", f"{RUNS}/{ALICE_JOB}/plan.json"]},
+    {"script": "../alice/train.py", "cwd": "../alice", "env": {"HOME": "/home/alice"}},
+    {"kind": "notebook", "notebook": "../alice/private.ipynb"},
+    {
+        "kind": "train",
+        "framework": "torch",
+        "script": "/home/alice/t.py",
+        "resources": {"nodes": 2},
+    },
+]
+
+
+@pytest.mark.parametrize("trainjob", [False, True])
+@pytest.mark.parametrize("values", BOB_NAMING_ALICE)
+def test_bobs_spec_naming_alices_paths_gets_nothing_of_alice(values, trainjob):
+    """Whatever bob's spec names, his pods hold only his volumes and run as his uid: a path of
+    alice's resolves inside bob's own home, or nowhere."""
+    spec = JobSpec(**values)
+    manifests = make_manifests(spec, attempt(spec, "bob", BOB_JOB), HUB, trainjob)
+    check_schema(manifests.primary)
+    for pod in pod_specs(manifests.primary):
+        assert pod["securityContext"]["runAsUser"] == 1002
+        assert claims(pod) == {"aicloud-data", "claim-bob"}
+        (container,) = pod["containers"]
+        mounted = json.dumps([pod["volumes"], container["volumeMounts"], pod["securityContext"]])
+        assert "alice" not in mounted and ALICE_JOB not in mounted
+        subpaths = {m.get("subPath") for m in container["volumeMounts"]}
+        assert subpaths == {f"runs/{BOB_JOB}", None}
+
+
+def test_a_shared_home_volume_mounts_only_the_owners_directory():
+    config = ClusterConfig(
+        runs_claim="aicloud-runs",
+        workspace_claim="home-nfs",
+        workspace_subpath="homes/{username}",
+        owner_uids={"alice": 1001},
+    )
+    spec = JobSpec(command=["true"])
+    pod = make_manifests(spec, attempt(spec, "alice", ALICE_JOB), config).primary
+    mounts = pod["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "workspace", "mountPath": "/home/jovyan", "subPath": "homes/alice"} in mounts
+    assert {"name": "runs", "mountPath": f"{RUNS}/{ALICE_JOB}", "subPath": ALICE_JOB} in mounts
+    check_schema(pod)
+
+
+def test_claim_names_follow_kubespawners_slugs():
+    assert expand_owner("claim-{username}", "alice") == "claim-alice"
+    safe = expand_owner("claim-{username}", "Alice.Smith@example.org")
+    assert safe.startswith("claim-alice-smith-example-org---") and safe == safe.lower()
+    assert expand_owner("claim-{escaped_username}", "Alice.S") == "claim--41lice-2e-53"
+    assert expand_owner("home-nfs", None) == "home-nfs"  # no template: nobody needed
+
+
+def test_unknown_owner_root_uid_and_missing_owner_are_refused():
+    spec = JobSpec(command=["true"])
+    with pytest.raises(OwnerError, match="owner_uids"):
+        make_manifests(spec, attempt(spec, "carol", "job-ca401"), HUB)
+    root = ClusterConfig(owner_uids={"alice": 0})
+    with pytest.raises(OwnerError, match="never run as root"):
+        make_manifests(spec, attempt(spec, "alice", ALICE_JOB), root)
+    with pytest.raises(OwnerError, match="has none"):
+        make_manifests(spec, attempt(spec, None, ALICE_JOB), HUB)
+    outside = attempt(spec, "alice", ALICE_JOB, run_dir="/srv/aicloud/state")
+    with pytest.raises(OwnerError, match="not inside"):
+        make_manifests(spec, outside, HUB)
+    dotdot = attempt(spec, "alice", ALICE_JOB, run_dir=f"{RUNS}/../state")
+    with pytest.raises(OwnerError, match="not inside"):
+        make_manifests(spec, dotdot, HUB)
