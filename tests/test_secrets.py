@@ -237,3 +237,24 @@ def test_cli_rerun_keeps_the_secret(live_server):
     assert "qz5v" not in (live_server.home / "server.log").read_text()
     missing = run_cli("rerun", "job-000000000000", env=env)
     assert missing.returncode != 0 and "HTTP 404" in missing.stderr
+
+
+def test_magic_rerun_keeps_the_secret(live_server, monkeypatch, capsys):
+    from aicloud.magics import _register_subcommands
+    from aicloud.magics.core import AICloudMagics
+
+    _register_subcommands()
+    monkeypatch.setenv("AICLOUD_URL", live_server.url)
+    monkeypatch.setenv("AICLOUD_TOKEN", live_server.token)
+    command = check_env({"HF_TOKEN": "hf-magic"})
+    with live_server.api() as client:
+        first = client.post("jobs", json={"command": command, "env": {"HF_TOKEN": "hf-magic"}})
+        assert first.status_code == 201, first.text
+        magics = AICloudMagics(shell=None)
+        magics.aicloud(f"rerun {first.json()['id']}")
+        new_id = capsys.readouterr().out.strip()
+        assert new_id.startswith("job-") and new_id != first.json()["id"]
+        wait_for(lambda: client.get(f"jobs/{new_id}").json()["status"] in TERMINAL)
+        job = client.get(f"jobs/{new_id}").json()
+    assert job["status"] == "succeeded", job["reason"]
+    assert job["spec"]["env"] == {"HF_TOKEN": MASK}
