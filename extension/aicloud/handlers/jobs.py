@@ -125,7 +125,22 @@ class JobRerunHandler(AICloudHandler):
         self.write_json(job_model(job), status=201)
 
     async def admit(self, spec: JobSpec) -> None:
-        """Refuse a rerun before it is stored; the hub's handlers check the GPU quota here."""
+        """Refuse a rerun before it is stored: in the hub, one past the caller's GPU quota.
+
+        The hub's handlers (``aicloud.hub.service.HubUserMixin``) bring ``hub_user`` and
+        ``gpu_usage``, and the hub's settings the catalog; elsewhere nothing is checked.
+        """
+        catalog = self.settings.get("aicloud_catalog")
+        if catalog is None or not hasattr(self, "hub_user"):
+            return
+        from aicloud.hub.quota import check_gpu_quota, job_gpus
+
+        requested = job_gpus(catalog, spec.model_dump(mode="json"))
+        if requested:
+            user = await self.hub_user()
+            usage = self.gpu_usage(catalog, user)
+            groups = user.get("groups") or []
+            check_gpu_quota(catalog, user["name"], groups, usage, requested, "job")
 
 
 class JobLogsHandler(AICloudHandler):
