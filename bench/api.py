@@ -187,15 +187,16 @@ def run_bare(argv: list[str], stamp: Path, work: Path) -> dict:
 
 
 def run_supervised(argv: list[str], stamp: Path, work: Path) -> dict:
-    """The same under aicloud's supervisor, plan file and ``Popen`` as the local backend does."""
+    """The same under aicloud's supervisor, its plan on stdin, as the local backend does."""
     status = work / f"{stamp.name}.status.json"
-    plan_file = work / f"{stamp.name}.plan.json"
-    supervisor = [sys.executable, "-I", "-S", str(SUPERVISOR), "--plan", str(plan_file)]
+    claim = work / f"{stamp.name}.claim"
+    supervisor = [sys.executable, "-I", "-S", str(SUPERVISOR), "--claim", str(claim)]
     supervisor += ["--log", str(work / "log"), "--status", str(status), "--timeout", "0"]
     began = time.time()
     plan = LaunchPlan.single(argv, dict(os.environ), work).to_json()
-    plan_file.write_text(json.dumps({**plan, "banner": ""}))
-    child = subprocess.Popen(supervisor, stdin=subprocess.DEVNULL, start_new_session=True)
+    child = subprocess.Popen(supervisor, stdin=subprocess.PIPE, start_new_session=True)
+    with child.stdin:
+        child.stdin.write(json.dumps({**plan, "banner": ""}).encode())
     started = read_stamp(stamp)
     child.wait(timeout=30)
     up = json.loads(status.read_text())["started_at"]

@@ -136,8 +136,8 @@ def aicloud_run(client: httpx.Client, server: Server, i: int) -> dict:
     began = time.time()
     job = ended(client, submit_job(client, spec(i)))
     result = stages(server, job, began)
-    argv = json.loads((server.run_dir(job["id"]) / "attempt-1.plan.json").read_text())
-    result["pooled"] = "notebook_client.py" in " ".join(argv["processes"][0]["argv"])
+    (claim,) = server.run_dir(job["id"]).glob("attempt-1.*.claim")  # what the supervisor ran
+    result["pooled"] = "notebook_client.py" in " ".join(json.loads(claim.read_text())["argv"][0])
     return result
 
 

@@ -39,8 +39,15 @@ class Backend(LoggingConfigurable):
     restart of the service goes into the JSON-able ``handle`` that :meth:`start` returns, which
     the job service stores with the attempt.
 
-    Override (all coroutines): :meth:`start`, :meth:`poll`, :meth:`cancel`. :meth:`describe`
-    reports what the backend offers, for the resources API.
+    Override (all coroutines): :meth:`start`, :meth:`poll`, :meth:`cancel`, :meth:`recover`.
+    :meth:`prepare` names an attempt before it starts; :meth:`describe` reports what the
+    backend offers, for the resources API.
+
+    Launching is crash-safe in two steps: the job service stores the launch record that
+    :meth:`prepare` returns with the attempt *before* it calls :meth:`start`. A server that
+    finds an attempt with a launch record and no handle (its starter died) asks
+    :meth:`recover`, which either finds the attempt (its handle) or proves that it never ran
+    and never will (None); only then is it started again.
     """
 
     name = "base"
@@ -60,6 +67,10 @@ class Backend(LoggingConfigurable):
         """Why ``spec`` cannot start yet (busy accelerators, say), or None if it can."""
         return None
 
+    def prepare(self, job_id: str, attempt: int) -> dict[str, Any]:
+        """The launch record of an attempt, stored before :meth:`start`: what finds it again."""
+        return {}
+
     async def start(
         self,
         plan: LaunchPlan,
@@ -68,8 +79,22 @@ class Backend(LoggingConfigurable):
         timeout_seconds: int | None,
         spec=None,
         owner: str | None = None,
+        launch: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Start one attempt of ``spec`` as ``plan``; return the handle that finds it again."""
+        """Start one attempt of ``spec`` as ``plan``; return the handle that finds it again.
+
+        ``launch`` is the record :meth:`prepare` gave (made here when None); the handle
+        includes it.
+        """
+        raise NotImplementedError
+
+    async def recover(
+        self, launch: dict[str, Any], run_dir: Path, attempt: int
+    ) -> dict[str, Any] | None:
+        """The handle of an attempt whose start was cut short, or None if it never ran.
+
+        None must be a proof: once it is returned, the attempt cannot start any more.
+        """
         raise NotImplementedError
 
     async def poll(self, handle: dict[str, Any]) -> AttemptExit | None:

@@ -1,4 +1,14 @@
-"""The local backend: each attempt is a detached process group on this machine."""
+"""The local backend: each attempt is a supervised session in a kill-able unit on this machine.
+
+Launching has no window in which a crash of the server could lose track of an attempt or
+run it twice. The manager stores the attempt's launch record (:meth:`LocalBackend.prepare`:
+a nonce and the unit's name) before :meth:`LocalBackend.start` runs anything; the supervisor,
+once in its unit and given its plan, links ``attempt-N.<nonce>.claim`` into the run directory
+before it starts a process. A restarted server that finds an attempt without a handle calls
+:meth:`LocalBackend.recover`, which links the same name itself: if it wins, no supervisor can
+claim the attempt any more and it provably never ran; if the supervisor won, the attempt is
+adopted from its claim.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,7 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from traitlets import Bool, Int
+from traitlets import Bool, Float, Int
 
 from aicloud.accounts import account_of, hand_over
 from aicloud.backends import supervise
 from aicloud.backends.base import AttemptExit, Backend
 from aicloud.backends.gpus import GPU, GPULeases, split
+from aicloud.backends.units import UNIT_ENV, CgroupUnit, TaggedUnit, cgroup_base, wait_empty
 from aicloud.errors import InvalidSpec, UnsafeRunFile
 from aicloud.launchers import LaunchPlan
 from aicloud.resources import detect_gpus
@@ -32,6 +43,39 @@ SUPERVISOR = Path(supervise.__file__)
 
 def _status_path(run_dir: Path, attempt: int) -> Path:
     return run_dir / f"attempt-{attempt}.status.json"
+
+
+def _claim_path(run_dir: Path, attempt: int, nonce: str) -> Path:
+    return run_dir / f"attempt-{attempt}.{nonce}.claim"
+
+
+NEVER_STARTED = {"never_started": True}
+
+
+def _read_claim(path: Path) -> dict | None:
+    """The claim's record, or None if there is no claim (a link the job planted is none)."""
+    try:
+        with open_run_file(path.parent, path.name) as f:
+            data = json.loads(f.read(1 << 20))
+    except (FileNotFoundError, UnsafeRunFile, ValueError):
+        return None
+    return data if isinstance(data, dict) else {}
+
+
+def _link_claim(path: Path, record: dict) -> bool:
+    """Link a claim into place as the supervisor does; False if one is there already."""
+    tmp = path.with_name(f"{path.name}.server-{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
 
 
 def _read_status(path: Path) -> AttemptExit | None:
@@ -55,6 +99,8 @@ def _read_status(path: Path) -> AttemptExit | None:
 
 def find_process(handle: dict[str, Any]) -> psutil.Process | None:
     """The attempt's supervisor if it is still alive: same pid *and* same start time."""
+    if handle.get("pid") is None or handle.get("create_time") is None:
+        return None  # recovered without a live supervisor
     try:
         process = psutil.Process(handle["pid"])
         if abs(process.create_time() - handle["create_time"]) > 0.01:
@@ -80,6 +126,20 @@ class LocalBackend(Backend):
     max_processes = Int(
         64, config=True, help="Most worker processes one job may start on this machine."
     )
+    use_cgroups = Bool(
+        True,
+        config=True,
+        help="Put each attempt in a cgroup v2 of its own (below the server's cgroup), so that "
+        "all of it is killed at once and no process of it outlives it. Where no cgroup v2 is "
+        "writable, or with False, an attempt's processes are those that carry its tag "
+        "(AICLOUD_UNIT) in their environment.",
+    )
+    unit_exit_timeout = Float(
+        10.0,
+        config=True,
+        help="Seconds to wait for an attempt's unit to be empty after it was killed; an "
+        "attempt that leaves processes is reported (and keeps its GPUs) until they are gone.",
+    )
     run_as_owner = Bool(
         False,
         config=True,
@@ -94,6 +154,43 @@ class LocalBackend(Backend):
         self._children: dict[int, subprocess.Popen] = {}
         self._watches: dict[int, int] = {}  # supervisor pid -> its pidfd in the event loop
         self.gpus = GPULeases(devices=[gpu["index"] for gpu in detect_gpus()])
+        self._cgroups: Path | None | bool = False  # not looked up yet
+
+    # -- units ---------------------------------------------------------------------------------
+
+    def _cgroup_base(self) -> Path | None:
+        if self._cgroups is False:
+            self._cgroups = cgroup_base() if self.use_cgroups else None
+            if self._cgroups is None:
+                self.log.info("aicloud: no writable cgroup v2; attempts are tagged units")
+        return self._cgroups
+
+    @staticmethod
+    def unit(record: dict[str, Any]):
+        """The unit a launch record or a handle names."""
+        unit = record["unit"]
+        return CgroupUnit(unit["name"]) if unit["kind"] == "cgroup" else TaggedUnit(unit["name"])
+
+    def prepare(self, job_id: str, attempt: int) -> dict[str, Any]:
+        """The launch record: the claim's nonce and the unit's name, stored before the start."""
+        nonce = secrets.token_hex(8)
+        name = f"{job_id}.a{attempt}.{nonce}"
+        base = self._cgroup_base()
+        if base is not None:
+            unit = {"kind": CgroupUnit.kind, "name": str(base / name)}
+        else:
+            unit = {"kind": TaggedUnit.kind, "name": name}
+        return {"nonce": nonce, "unit": unit}
+
+    async def _empty_unit(self, record: dict[str, Any]) -> bool:
+        """Kill what is left of an attempt's unit; True once nothing is."""
+        if "unit" not in record:
+            return True  # started before units existed
+        unit = self.unit(record)
+        if await asyncio.to_thread(wait_empty, unit, self.unit_exit_timeout):
+            return True
+        self.log.warning("aicloud: processes of %s survive SIGKILL: %s", unit.name, unit.pids())
+        return False
 
     def validate(self, spec: JobSpec) -> None:
         """Refuse more processes or accelerators than this machine has."""
@@ -144,8 +241,13 @@ class LocalBackend(Backend):
         timeout_seconds: int | None,
         spec: JobSpec | None = None,
         owner: str | None = None,
+        launch: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Start the supervisor with the plan's argv; return pid, start time and paths."""
+        """Start the supervisor in the attempt's unit, then hand it the plan on stdin.
+
+        Returns the handle: supervisor pid and start time, paths, GPUs and the launch record.
+        """
+        launch = launch or self.prepare(run_dir.name, attempt)
         account = account_of(owner or "") if self.run_as_owner else None
         log = run_dir / "output.log"
         status = _status_path(run_dir, attempt)
@@ -153,22 +255,20 @@ class LocalBackend(Backend):
         gpus: list[int] = []
         if spec is not None and self.gpus.devices:
             plan, gpus = self._assign_gpus(plan, spec)
-        plan_file = run_dir / f"attempt-{attempt}.plan.json"
+        unit = self.unit(launch)
+        tag = {UNIT_ENV: unit.name} if unit.kind == TaggedUnit.kind else {}
         plan_json = plan.to_json()
         plan_json["banner"] = f"[aicloud] attempt {attempt}" if attempt > 1 else ""
-        # The plan holds the job's environment: readable by its owner only.
-        # A new file, never through a link a job planted in its run dir.
-        plan_file.unlink(missing_ok=True)
-        fd = os.open(plan_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(plan_json, f)
+        plan_json["gpus"] = gpus
+        for process in plan_json["processes"]:
+            process["env"] = {**process["env"], **tag}
         argv = [
             sys.executable,
             "-I",
             "-S",
             str(SUPERVISOR),
-            "--plan",
-            str(plan_file),
+            "--claim",
+            str(_claim_path(run_dir, attempt, launch["nonce"])),
             "--log",
             str(log),
             "--status",
@@ -190,11 +290,13 @@ class LocalBackend(Backend):
             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
             0o600,
         )
+        unit.create()
         with os.fdopen(log_fd, "ab") as supervisor_log:
             child = subprocess.Popen(
                 argv,
                 cwd=plan.cwd,
-                stdin=subprocess.DEVNULL,
+                env={**os.environ, **tag},
+                stdin=subprocess.PIPE,
                 stdout=supervisor_log,
                 stderr=supervisor_log,
                 start_new_session=True,
@@ -202,14 +304,56 @@ class LocalBackend(Backend):
             )
         self._children[child.pid] = child
         self.gpus.hold(child.pid, gpus)
-        create_time = psutil.Process(child.pid).create_time()
+        try:
+            unit.add(child.pid)  # before the plan: nothing of the attempt runs outside it
+            create_time = psutil.Process(child.pid).create_time()
+            with child.stdin:  # the plan never touches the disk: it holds the job's secrets
+                child.stdin.write(json.dumps(plan_json).encode())
+        except BaseException:
+            child.kill()
+            self.gpus.release(child.pid)
+            raise
         return {
             "gpus": gpus,
             "pid": child.pid,
             "create_time": create_time,
             "status_file": str(status),
             "log": str(log),
+            **launch,
         }
+
+    async def recover(
+        self, launch: dict[str, Any], run_dir: Path, attempt: int
+    ) -> dict[str, Any] | None:
+        """Find an attempt whose start was cut short; None if it provably never ran.
+
+        Links the attempt's claim as :func:`supervise.claim` would. Winning the link means no
+        supervisor claimed it, and none can any more: the attempt never ran. Otherwise the
+        supervisor's claim gives its pid, checked to be in the attempt's unit.
+        """
+        if "nonce" not in launch:
+            return None  # stored before launch records existed: it had no supervisor yet
+        path = _claim_path(run_dir, attempt, launch["nonce"])
+        claimed = _read_claim(path)
+        if claimed is None and await asyncio.to_thread(_link_claim, path, NEVER_STARTED):
+            await self._empty_unit(launch)  # a supervisor still waiting for its plan
+            return None
+        claimed = _read_claim(path) or {}
+        if claimed.get("never_started"):
+            return None
+        handle = {
+            "gpus": claimed.get("gpus", []),
+            "pid": claimed.get("pid"),
+            "create_time": None,
+            "status_file": str(_status_path(run_dir, attempt)),
+            "log": str(run_dir / "output.log"),
+            **launch,
+        }
+        pid = handle["pid"]
+        if isinstance(pid, int) and pid in self.unit(launch).pids():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                handle["create_time"] = psutil.Process(pid).create_time()
+        return handle
 
     def watch(self, handle: dict[str, Any], wake: Callable[[], None]) -> None:
         """Wake the manager when the supervisor exits: its pidfd becomes readable then.
@@ -255,42 +399,39 @@ class LocalBackend(Backend):
             del self._children[pid]
 
     async def poll(self, handle: dict[str, Any]) -> AttemptExit | None:
-        """Read the status file; a supervisor gone without one means the attempt was lost."""
+        """Read the status file; a supervisor gone without one means the attempt was lost.
+
+        Either way the attempt's unit is killed and empty before its end is reported, and
+        its GPUs are held until then: a retry never starts beside a survivor.
+        """
         self._reap(handle["pid"])
         status = _read_status(Path(handle["status_file"]))
-        if status is not None:
-            self.gpus.release(handle["pid"])
-            return status
-        if find_process(handle) is not None:
+        if status is None and find_process(handle) is not None:
+            self.gpus.hold(handle["pid"], handle.get("gpus", []))
+            return None
+        # The supervisor may have written its status between the two looks.
+        status = status or _read_status(Path(handle["status_file"]))
+        if not await self._empty_unit(handle):
             self.gpus.hold(handle["pid"], handle.get("gpus", []))
             return None
         self.gpus.release(handle["pid"])
-        # The supervisor may have written its status between the two looks.
-        status = _read_status(Path(handle["status_file"]))
         if status is not None:
             return status
         return AttemptExit(lost=True, error="the attempt's supervisor ended without a status")
 
     async def cancel(self, handle: dict[str, Any]) -> None:
-        """SIGTERM to the group, SIGKILL after the grace period to all that is left."""
+        """SIGTERM to the supervisor, which passes it on and SIGKILLs what is left after the
+        grace period; then the unit is killed, and this returns when nothing of it is left."""
         process = find_process(handle)
-        if process is None:
-            self._reap(handle["pid"])
-            return
-        try:
-            victims = [process, *process.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            victims = [process]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        gone_or_alive = await asyncio.to_thread(
-            psutil.wait_procs, victims, timeout=self.cancel_grace_seconds + 1
-        )
-        for survivor in gone_or_alive[1]:
+        if process is not None:
             with contextlib.suppress(psutil.NoSuchProcess):
-                survivor.kill()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await asyncio.to_thread(psutil.wait_procs, gone_or_alive[1], timeout=5)
+                process.terminate()
+            gone, alive = await asyncio.to_thread(
+                psutil.wait_procs, [process], timeout=self.cancel_grace_seconds + 5
+            )
+            for survivor in alive:  # a supervisor stopped (SIGSTOP), say
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    survivor.kill()
         self._reap(handle["pid"])
-        self.gpus.release(handle["pid"])
+        if await self._empty_unit(handle):
+            self.gpus.release(handle["pid"])

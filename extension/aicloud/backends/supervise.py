@@ -1,16 +1,23 @@
 """The supervisor of one local attempt: runs its processes and records how they ended.
 
 Started by :class:`aicloud.backends.local.LocalBackend` as the leader of a new session, with
-``python -I -S`` (standard library only, so it starts fast), and given a plan file: the
-processes of the attempt (one for a command; one ``torchrun`` agent per node plus a rendezvous
-store for a multi-node torch job; one process per TensorFlow worker). It
+``python -I -S`` (standard library only, so it starts fast), inside the attempt's kill-able
+unit (:mod:`aicloud.backends.units`), and given its plan on stdin: the processes of the
+attempt (one for a command; one ``torchrun`` agent per node plus a rendezvous store for a
+multi-node torch job; one process per TensorFlow worker). No plan touches the disk. It
 
-- becomes a child subreaper, so processes that the job orphans come back to it;
+- claims the attempt: links its claim file (``attempt-N.<nonce>.claim``) into place, which
+  fails if a restarted server got there first and declared the attempt never started; then
+  the supervisor exits without running anything. So an attempt runs at most once, and a
+  server always knows whether it did (see :meth:`LocalBackend.recover`);
+- becomes a child subreaper, so processes that the job orphans come back to it, and has its
+  children killed if it dies (``PR_SET_PDEATHSIG``);
 - starts the plan's processes, their output appended to the attempt's log file (through a
   line-prefixing pipe where the plan asks for one, e.g. ``[rank3]:`` for TF workers);
 - fails fast: once too many workers failed for the attempt to succeed, stops the others;
 - enforces the timeout: SIGTERM to the group, then SIGKILL after the grace period;
-- on SIGTERM (a cancel) waits for the processes, which got the same signal through the group;
+- on SIGTERM (a cancel) passes it on to every process, and SIGKILLs what is left after the
+  grace period: the cancel holds even if the server that asked for it is gone;
 - stops the service processes (a rendezvous store) when the workers are done, kills whatever
   the job left behind, writes the status file atomically and exits.
 
@@ -30,20 +37,61 @@ import threading
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 COPY_CHUNK = 65536  # a pipe's capacity
 COPY_PAUSE = 0.01  # seconds for a prefixed child's output to gather between reads
 STATUS_RESERVE = 65536  # bytes set aside at start for the status file (a few hundred processes)
 STATUS_RETRY = 1.0  # seconds between tries to write the status to a full or read-only volume
 UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the volume refuses, the data is fine
-USAGE = "usage: supervise.py --plan FILE --log FILE --status FILE [--timeout S] [--grace S]"
+USAGE = (
+    "usage: supervise.py --claim FILE --log FILE --status FILE [--timeout S] [--grace S]"
+    " < plan.json"
+)
+NOT_HANDED_OVER = 3  # exit code: the plan never came in full (the server stopped first)
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+LIBC = _libc()
 
 
 def _become_subreaper() -> None:
+    if LIBC is not None:  # else not Linux: orphans go to init, the group kill remains
+        LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _die_with_supervisor() -> None:
+    """In a child before ``exec``: SIGKILL it if the supervisor dies (killed, say)."""
+    if LIBC is not None:
+        LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def claim(path: str, record: dict) -> bool:
+    """Link the claim file into place; False if a server declared the attempt never started.
+
+    Written whole to a file of its own first, so that a reader never sees half a claim.
+    """
+    import json
+
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: orphans go to init, the group kill remains
-        pass
+        os.write(fd, json.dumps(record).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
 
 
 def _descendants(root: int) -> list[int]:
@@ -171,16 +219,27 @@ class ChildExits:
 
 def parse_args(argv: list[str]) -> dict[str, str]:
     """``--name value`` options (argparse costs ~10 ms of start-up here)."""
-    options = {"--plan": "", "--log": "", "--status": "", "--timeout": "0", "--grace": "5"}
+    options = {"--claim": "", "--log": "", "--status": "", "--timeout": "0", "--grace": "5"}
     rest = list(argv)
     while rest:
         name = rest.pop(0)
         if name not in options or not rest:
             raise SystemExit(f"aicloud-supervise: bad option {name!r}\n{USAGE}")
         options[name] = rest.pop(0)
-    if not (options["--plan"] and options["--log"] and options["--status"]):
+    if not (options["--claim"] and options["--log"] and options["--status"]):
         raise SystemExit(USAGE)
     return options
+
+
+def read_plan() -> dict | None:
+    """The plan from stdin, or None if the server stopped before handing all of it over."""
+    import json
+
+    try:
+        plan = json.loads(sys.stdin.buffer.read())
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) and "processes" in plan else None
 
 
 def _write_all(log, data: bytes) -> None:
@@ -304,6 +363,7 @@ class Attempt:
             stdout=output,
             stderr=subprocess.STDOUT if prefix else self.log,
             start_new_session=bool(entry.get("own_session")),
+            preexec_fn=_die_with_supervisor,
         )
         if prefix:
             thread = threading.Thread(
@@ -324,18 +384,23 @@ class Attempt:
         started = len(self.outcomes) + len(self.workers)
         return self.error is not None or started - failed < self.required
 
-    def wait(self, deadline: float | None) -> bool:
-        """Wait for the workers; False when the deadline passed first."""
+    def wait(self, deadline) -> bool:
+        """Wait for the workers; False when the deadline passed first.
+
+        ``deadline`` is a time, None (no end) or a callable giving one: a cancel's signal
+        handler may bring it forward while this waits.
+        """
         while self.workers:
-            if deadline is not None and time.time() >= deadline:
+            end = deadline() if callable(deadline) else deadline
+            if end is not None and time.time() >= end:
                 return False
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
-                # A child ending between the waitpid and here still wakes the sleep.
-                left = 1.0 if deadline is None else min(1.0, deadline - time.time())
+                # A child ending (or a signal) between the waitpid and here still wakes it.
+                left = 1.0 if end is None else min(1.0, end - time.time())
                 self.exits.sleep(left)
                 continue
             entry = self.workers.pop(pid, None)
@@ -357,13 +422,6 @@ class Attempt:
                 )
                 self.stop_workers(grace=float(self.plan.get("grace", 5)))
         return True
-
-    def forward(self, sig: int) -> None:
-        """Pass a cancel's signal on to workers in sessions of their own (the group kill
-        does not reach them) and to their processes."""
-        for pid, entry in list(self.workers.items()):
-            if entry.get("own_session"):
-                _signal_all(sig, [pid, *_descendants(pid)])
 
     def stop_workers(self, grace: float) -> None:
         """SIGTERM the remaining workers (and their trees), SIGKILL after ``grace``."""
@@ -391,47 +449,69 @@ class Attempt:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the attempt and record its end."""
-    import json
-
+    """Claim the attempt, run it and record its end."""
     options = parse_args(sys.argv[1:] if argv is None else argv)
+    plan = read_plan()
+    if plan is None:
+        sys.stderr.write("aicloud-supervise: no plan (the server stopped before handing it)\n")
+        return NOT_HANDED_OVER
+    record = {
+        "pid": os.getpid(),
+        "gpus": plan.get("gpus", []),
+        "argv": [p["argv"] for p in plan["processes"]],
+    }
+    if not claim(options["--claim"], record):
+        sys.stderr.write("aicloud-supervise: the attempt was declared never started\n")
+        return 0
     reserve_status(options["--status"])
-    with open(options["--plan"]) as f:
-        plan = json.load(f)
     timeout, grace = float(options["--timeout"]), float(options["--grace"])
     plan["grace"] = grace
 
     _become_subreaper()
     exits = ChildExits()
-    state = {"terminated": False, "timed_out": False}
-
-    running: list[Attempt] = []
+    state = {"terminated": False, "timed_out": False, "kill_at": None}
 
     def on_sigterm(signum, frame):
+        # A cancel: every process gets the signal, wherever its session; the rest is SIGKILLed
+        # after the grace period, by this supervisor, whether or not the server still runs.
+        if state["kill_at"] is not None:
+            return  # a second cancel, or the group signal below coming back to this process
+        state["kill_at"] = time.time() + grace
         state["terminated"] = True
-        for attempt in running:
-            attempt.forward(signum)
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+        _signal_all(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, on_sigterm)
     started = time.time()
+    deadline = started + timeout if timeout > 0 else None
+
+    def next_end():
+        ends = [t for t in (deadline, state["kill_at"]) if t is not None]
+        return min(ends) if ends else None
 
     with open(options["--log"], "ab", buffering=0) as log:
         if plan.get("banner"):
             log.write(plan["banner"].encode() + b"\n")
         attempt = Attempt(plan, log, exits)
-        running.append(attempt)
         attempt.start()
-        deadline = started + timeout if timeout > 0 else None
-        if not attempt.wait(deadline):
-            state["timed_out"] = True
-            log.write(f"[aicloud] timed out after {timeout:g} s\n".encode())
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            os.killpg(os.getpgrp(), signal.SIGTERM)
-            _signal_all(signal.SIGTERM)
-            if not attempt.wait(time.time() + grace):
+        while not attempt.wait(next_end):
+            if state["kill_at"] is not None and time.time() >= state["kill_at"]:
+                log.write(f"[aicloud] still running {grace:g} s after SIGTERM\n".encode())
                 _signal_all(signal.SIGKILL)
                 attempt.wait(None)
+                break
+            if deadline is not None and time.time() >= deadline and not state["timed_out"]:
+                state["timed_out"] = True
+                log.write(f"[aicloud] timed out after {timeout:g} s\n".encode())
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                os.killpg(os.getpgrp(), signal.SIGTERM)
+                _signal_all(signal.SIGTERM)
+                if not attempt.wait(time.time() + grace):
+                    _signal_all(signal.SIGKILL)
+                    attempt.wait(None)
+                break
         # The workers are done: stop the services (a rendezvous store), then any leftovers.
         _signal_all(signal.SIGTERM)
         end = time.time() + min(grace, 2.0)

@@ -209,6 +209,7 @@ class WithJobTokens:
         timeout_seconds: int | None,
         spec=None,
         owner: str | None = None,
+        launch: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Issue the owner's token, then start the attempt with it in its environment."""
         job_id = Path(run_dir).name
@@ -223,13 +224,19 @@ class WithJobTokens:
                 "aicloud: job %s attempt %d starts without a token: %s", job_id, attempt, e
             )
             return await self._backend.start(
-                plan, run_dir, attempt, timeout_seconds, spec, owner=owner
+                plan, run_dir, attempt, timeout_seconds, spec, owner=owner, launch=launch
             )
         self._digests[owner, token_id] = digest(token)
         issued = {HANDLE_KEY: {"owner": owner, "id": token_id, "note": note}}
         try:
             handle = await self._backend.start(
-                with_token(plan, token), run_dir, attempt, timeout_seconds, spec, owner=owner
+                with_token(plan, token),
+                run_dir,
+                attempt,
+                timeout_seconds,
+                spec,
+                owner=owner,
+                launch=launch,
             )
         except BaseException:
             self._revoke_later(issued)

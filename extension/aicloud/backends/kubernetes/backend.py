@@ -227,6 +227,7 @@ class KubernetesBackend(Backend):
         timeout_seconds: int | None,
         spec=None,
         owner: str | None = None,
+        launch: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create the attempt's objects; the handle names its Job or TrainJob."""
         controller = await self.controller()
@@ -257,7 +258,35 @@ class KubernetesBackend(Backend):
         }
         controller.follow(handle, Path(handle["log"]))
         controller.note(handle["name"], f"created {primary['kind']} {handle['name']}")
-        return handle
+        return {**handle, **(launch or {})}
+
+    def prepare(self, job_id: str, attempt: int) -> dict[str, Any]:
+        """The attempt's object name: the cluster refuses a second object of that name."""
+        return {"name": builders.object_name(job_id, attempt), "namespace": self.namespace}
+
+    async def recover(
+        self, launch: dict[str, Any], run_dir: Path, attempt: int
+    ) -> dict[str, Any] | None:
+        """The attempt's Job or TrainJob if the cluster has it; None if it was never made."""
+        if "name" not in launch:
+            return None
+        controller = await self.controller()
+        kinds = ("TrainJob", "Job") if controller.trainjob else ("Job",)
+        for kind in kinds:
+            primary = await controller.api.get(kind, launch["namespace"], launch["name"])
+            if primary is not None:
+                handle = {
+                    "kind": kind,
+                    "name": launch["name"],
+                    "namespace": launch["namespace"],
+                    "uid": primary["metadata"]["uid"],
+                    "job_id": run_dir.name,
+                    "attempt": attempt,
+                    "log": str(run_dir / LOG_NAME),
+                }
+                controller.follow(handle, Path(handle["log"]))
+                return {**handle, **launch}
+        return None
 
     async def _primary(self, controller, handle: dict[str, Any]) -> dict[str, Any] | None:
         primary = controller.primary(handle)
