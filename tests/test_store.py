@@ -54,7 +54,7 @@ def test_migrate_is_idempotent(tmp_path):
     migrate(engine)
     migrate(engine)
     with engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0006"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
 
 
 def test_tags_filter_and_pagination(tmp_path):

@@ -3,6 +3,16 @@
 It validates and stores new jobs, hands queued ones to their backend, follows running attempts,
 applies the retry policy, and cancels. Starting and finishing are claimed with conditional
 updates in the database, so two servers sharing a store never run an attempt twice.
+
+Crashes of the server at any moment keep three promises:
+
+- an attempt runs at most once: its launch record is stored before anything starts, and a
+  server that finds an attempt still ``starting`` asks the backend to recover it, which
+  either adopts it or proves that it never ran (:meth:`Backend.recover`); only an attempt
+  that never ran is started again, and that costs no retry;
+- an attempt's end is reported only once none of its processes is left;
+- a cancel is stored before any signal, so a restarted server finishes it; a cancelled job
+  never gets another attempt.
 """
 
 from __future__ import annotations
@@ -12,10 +22,12 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
 from sqlalchemy import update
 from traitlets import Float, Instance, Unicode
 from traitlets.config import LoggingConfigurable
@@ -42,6 +54,8 @@ def classify(outcome: AttemptExit, timeout_seconds: int | None) -> tuple[ReasonC
     """Turn an attempt's end into a reason code and a sentence."""
     if outcome.lost:
         return ReasonCode.infrastructure, outcome.error or "the attempt was lost"
+    if outcome.terminated and not outcome.timed_out:
+        return ReasonCode.cancelled, "terminated by SIGTERM to its supervisor"
     if outcome.timed_out:
         return ReasonCode.timeout, f"timed out after {timeout_seconds} s"
     if outcome.error:
@@ -112,6 +126,8 @@ class JobManager(LoggingConfigurable):
         self._listeners: list = []
         self._pending: set[asyncio.Task] = set()
         self.launch_gates: list = []  # callables: job -> why it must wait, or None
+        me = psutil.Process()
+        self.identity = {"host": socket.gethostname(), "pid": me.pid, "start": me.create_time()}
 
     def add_listener(self, callback) -> None:
         """Call ``await callback(job, event)`` on started, succeeded, failed and cancelled."""
@@ -172,7 +188,9 @@ class JobManager(LoggingConfigurable):
         for job in self.store.active_jobs(s.value for s in ACTIVE_STATUSES):
             if job.id in self._busy:
                 continue
-            if job.status == JobStatus.queued:
+            if job.cancel_requested_at is not None:  # a cancel cut short by a crash
+                await self._cancel_now(job.id)
+            elif job.status == JobStatus.queued:
                 if job.not_before is None or job.not_before <= now:
                     await self._launch(job)
                 elif self._next_due is None or job.not_before < self._next_due:
@@ -286,20 +304,37 @@ class JobManager(LoggingConfigurable):
         return self.store.list_jobs(owner=owner, **filters)
 
     async def cancel(self, job_id: str, owner: str | None) -> Job:
-        """Cancel a job; returns once no process of it is left."""
+        """Cancel a job; returns once no process of it is left.
+
+        The request is stored first: if this server dies in the middle, the next one to
+        follow the job finishes the cancel, and no retry starts in between.
+        """
         job = self.get(job_id, owner)
         if JobStatus(job.status).terminal:
             raise JobConflict(f"job {job_id} is already {job.status}")
-        if job.id in self._busy:
+        if job.cancel_requested_at is None:
+            self.store.update_job(job.id, cancel_requested_at=utcnow())
+        for _ in range(600):  # a start in progress here ends within the backend's start
+            if job.id not in self._busy:
+                break
+            await asyncio.sleep(0.05)
+        else:
             raise JobConflict(f"job {job_id} is being started or cancelled; try again")
-        self._busy.add(job.id)
+        return await self._cancel_now(job.id)
+
+    async def _cancel_now(self, job_id: str) -> Job:
+        """Stop the job's attempt, if any, and end the job ``cancelled``."""
+        self._busy.add(job_id)
         try:
-            job = self.get(job_id, owner)
+            job = self.store.get_job(job_id)
             attempt = job.attempts[-1] if job.attempts else None
             if attempt is not None and attempt.status in (JobStatus.running, JobStatus.starting):
                 backend = self.backends[job.backend]
-                if attempt.handle:
-                    await backend.cancel(attempt.handle)
+                handle = attempt.handle
+                if attempt.status == JobStatus.starting:
+                    handle = await self._recover(job, attempt, backend)
+                if handle:
+                    await backend.cancel(handle)
                 self.store.update_attempt(
                     job.id,
                     attempt.number,
@@ -309,6 +344,8 @@ class JobManager(LoggingConfigurable):
                     reason_code=ReasonCode.cancelled.value,
                     reason="cancelled by request",
                 )
+            if JobStatus(job.status).terminal:
+                return job
             cancelled = self.store.update_job(
                 job.id,
                 status=JobStatus.cancelled.value,
@@ -320,7 +357,7 @@ class JobManager(LoggingConfigurable):
             self._emit(job.id, "cancelled")
             return cancelled
         finally:
-            self._busy.discard(job.id)
+            self._busy.discard(job_id)
 
     def delete(self, job_id: str, owner: str | None) -> None:
         """Delete a job that has ended, with its run directory."""
@@ -398,8 +435,12 @@ class JobManager(LoggingConfigurable):
 
     # -- state changes ------------------------------------------------------------------------
 
-    def _claim(self, job: Job) -> bool:
-        """Move a queued job to starting and add its attempt, unless another server did."""
+    def _claim(self, job: Job, launch: dict) -> bool:
+        """Move a queued job to starting and add its attempt, unless another server did.
+
+        The attempt is stored with its launch record (who starts it and what will find it
+        again) before anything starts.
+        """
         number = job.attempt_count + 1
         with self.store.session() as session:
             result = session.execute(
@@ -408,6 +449,7 @@ class JobManager(LoggingConfigurable):
                     Job.id == job.id,
                     Job.status == JobStatus.queued.value,
                     Job.attempt_count == job.attempt_count,
+                    Job.cancel_requested_at.is_(None),
                 )
                 .values(
                     status=JobStatus.starting.value,
@@ -421,7 +463,12 @@ class JobManager(LoggingConfigurable):
                 session.rollback()
                 return False
             session.add(
-                Attempt(job_id=job.id, number=number, status=JobStatus.starting.value, handle={})
+                Attempt(
+                    job_id=job.id,
+                    number=number,
+                    status=JobStatus.starting.value,
+                    handle={"launch": launch},
+                )
             )
             session.commit()
             return True
@@ -449,10 +496,13 @@ class JobManager(LoggingConfigurable):
             if job.reason != waiting:
                 self.store.update_job(job.id, reason=waiting)
             return
-        if not self._claim(job):
-            return
+        backend = self.backends[job.backend]
         number = job.attempt_count + 1
+        launch = {"by": self.identity, **backend.prepare(job.id, number)}
         self._busy.add(job.id)
+        if not self._claim(job, launch):
+            self._busy.discard(job.id)
+            return
         try:
             spec = JobSpec.model_validate(job.spec)
             run_dir = Path(job.run_dir)
@@ -471,8 +521,14 @@ class JobManager(LoggingConfigurable):
                         notebook_pool=env.pop(POOL_ENV, None),
                     ),
                 )
-                handle = await self.backends[job.backend].start(
-                    plan, run_dir, number, spec.timeout_seconds, spec, owner=job.owner
+                handle = await backend.start(
+                    plan,
+                    run_dir,
+                    number,
+                    spec.timeout_seconds,
+                    spec,
+                    owner=job.owner,
+                    launch=launch,
                 )
             except InvalidSpec as e:
                 self._end_attempt(job.id, number, spec, ReasonCode.user_error, e.message)
@@ -488,34 +544,69 @@ class JobManager(LoggingConfigurable):
                 number,
                 {"status": JobStatus.running.value},
                 status=JobStatus.running.value,
-                handle=handle,
+                handle={**handle, "launch": launch},
             )
-            self.backends[job.backend].watch(handle, self.wake)
+            backend.watch(handle, self.wake)
             if number == 1:
                 self._emit(job.id, "started")
         finally:
             self._busy.discard(job.id)
 
+    def _starter_may_live(self, job: Job, attempt: Attempt) -> bool:
+        """Whether the server that is starting ``attempt`` may still be at it.
+
+        A starter on this machine is alive or not (its pid and start time tell); one
+        elsewhere gets ``start_timeout`` seconds.
+        """
+        by = (attempt.handle or {}).get("launch", {}).get("by") or {}
+        if by == self.identity:
+            return False  # not busy here: this server's start of it has ended
+        if by.get("host") == self.identity["host"]:
+            with contextlib.suppress(psutil.NoSuchProcess, TypeError):
+                if abs(psutil.Process(by["pid"]).create_time() - by["start"]) < 0.01:
+                    return True
+            return False
+        return utcnow() - attempt.started_at < timedelta(seconds=self.start_timeout)
+
+    async def _recover(self, job: Job, attempt: Attempt, backend: Backend) -> dict | None:
+        """The handle of an attempt whose start was cut short (stored), or None if it never
+        ran (it never will now)."""
+        launch = (attempt.handle or {}).get("launch", {})
+        handle = await backend.recover(launch, Path(job.run_dir), attempt.number)
+        if handle is not None:
+            self.store.update_attempt(
+                job.id,
+                attempt.number,
+                {"status": JobStatus.running.value},
+                status=JobStatus.running.value,
+                handle={**handle, "launch": launch},
+            )
+            self.log.info("aicloud: adopted attempt %s of %s", attempt.number, job.id)
+        return handle
+
     async def _check(self, job: Job) -> None:
         attempt = job.attempts[-1]
         spec = JobSpec.model_validate(job.spec)
-        if not attempt.handle:
-            # Being started, here or by another server; lost if that takes far too long.
-            if utcnow() - attempt.started_at < timedelta(seconds=self.start_timeout):
-                return
-            self._end_attempt(
-                job.id,
-                attempt.number,
-                spec,
-                ReasonCode.infrastructure,
-                f"not started within {self.start_timeout:g} s (the service stopped while starting)",
-            )
-            return
-        self._record_restarts(job, attempt)
         backend = self.backends[job.backend]
-        outcome = await backend.poll(attempt.handle)
+        handle = attempt.handle
+        if attempt.status == JobStatus.starting:
+            if self._starter_may_live(job, attempt):
+                return  # another server is starting it
+            handle = await self._recover(job, attempt, backend)
+            if handle is None:
+                self._end_attempt(
+                    job.id,
+                    attempt.number,
+                    spec,
+                    ReasonCode.infrastructure,
+                    "never started (the service stopped while starting it)",
+                    never_ran=True,
+                )
+                return
+        self._record_restarts(job, attempt)
+        outcome = await backend.poll(handle)
         if outcome is None:
-            backend.watch(attempt.handle, self.wake)
+            backend.watch(handle, self.wake)
             await self._record_pending_reason(job, backend, attempt)
             return
         code, reason = classify(outcome, spec.timeout_seconds)
@@ -573,12 +664,20 @@ class JobManager(LoggingConfigurable):
         code: ReasonCode,
         reason: str,
         exit_code: int | None = None,
+        never_ran: bool = False,
     ) -> None:
-        """Record an attempt's end; queue a retry or end the job, per the policy."""
+        """Record an attempt's end; queue a retry or end the job, per the policy.
+
+        An attempt that provably never ran is started again whatever the policy; a job whose
+        cancel was asked for gets no other attempt.
+        """
         now = utcnow()
-        attempt_status = JobStatus.succeeded if code is ReasonCode.succeeded else JobStatus.failed
-        retry = (
-            code is not ReasonCode.succeeded
+        attempt_status = {
+            ReasonCode.succeeded: JobStatus.succeeded,
+            ReasonCode.cancelled: JobStatus.cancelled,
+        }.get(code, JobStatus.failed)
+        retry = never_ran or (
+            attempt_status is JobStatus.failed
             and number <= spec.max_retries
             and (code is not ReasonCode.timeout or spec.retry_on_timeout)
         )
@@ -617,11 +716,22 @@ class JobManager(LoggingConfigurable):
             if claimed.rowcount != 1:
                 session.rollback()
                 return  # another server, or a cancel, ended it first
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status.in_([s.value for s in ACTIVE_STATUSES]))
-                .values(**job_fields)
-            )
+            if retry:  # unless a cancel came in meanwhile: the tick then ends the job
+                session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == job_id,
+                        Job.status.in_([s.value for s in ACTIVE_STATUSES]),
+                        Job.cancel_requested_at.is_(None),
+                    )
+                    .values(**job_fields)
+                )
+            else:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status.in_([s.value for s in ACTIVE_STATUSES]))
+                    .values(**job_fields)
+                )
             session.commit()
         self.wake()  # time the retry, or start jobs that waited for this one's resources
         if not retry:

@@ -75,6 +75,8 @@ class Job(Base):
     pruned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # The notebook that launched the job (spec.origin), for "jobs launched from here".
     origin_notebook: Mapped[str | None] = mapped_column(Text)
+    # Set first by a cancel, so that a server restarted in mid-cancel finishes it.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     attempts: Mapped[list[Attempt]] = relationship(
         back_populates="job",
