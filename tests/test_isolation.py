@@ -220,10 +220,11 @@ def test_a_job_cannot_reach_the_service_the_store_or_another_user(hub, clients):
     # Nor through the service: bob's job, log and files are not alice's to see.
     assert alice.get(f"{SERVICE}/jobs/{bobs['id']}").status_code == 404
     assert alice.get(f"{SERVICE}/jobs/{bobs['id']}/logs").status_code == 404
-    # The store and the plan files are the service's alone.
+    # The store is the service's alone, and no plan (with the job's secrets) is on disk:
+    # the supervisor gets it on stdin.
     assert stat.S_IMODE(store.stat().st_mode) == 0o600
-    plans = list((hub.state / "aicloud" / "runs" / job["id"]).glob("*.plan.json"))
-    assert plans and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in plans)
+    run_dir = hub.state / "aicloud" / "runs" / job["id"]
+    assert list(run_dir.glob("*.plan.json")) == [] and list(run_dir.glob("*.claim"))
 
 
 def test_a_job_that_plants_symlinks_gets_no_file_contents(hub, clients):
@@ -251,14 +252,14 @@ def test_a_job_that_plants_symlinks_gets_no_file_contents(hub, clients):
 
 
 def test_the_service_writes_no_file_through_a_link_a_job_planted(hub, clients):
-    """A job links its next attempt's plan file and the supervisor log to a root file: the
+    """A job links its next attempt's status file and the supervisor log to a root file: the
     retry writes its own new files, and the root file is untouched."""
     alice = clients[ALICE]
     victim = hub.state / "victim.txt"
     victim.write_text(MARKER)
     script = (
         'if [ "$AICLOUD_ATTEMPT" = 1 ]; then'
-        f' ln -s {victim} "$AICLOUD_RUN_DIR/attempt-2.plan.json";'
+        f' ln -s {victim} "$AICLOUD_RUN_DIR/attempt-2.status.json";'
         ' rm -f "$AICLOUD_RUN_DIR/supervisor.log";'
         f' ln -s {victim} "$AICLOUD_RUN_DIR/supervisor.log"; exit 3; fi'
     )
