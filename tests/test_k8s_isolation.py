@@ -11,6 +11,7 @@ import pytest
 from aicloud.backends.kubernetes.builders import (
     ClusterConfig,
     OwnerError,
+    check_owner,
     expand_owner,
     make_manifests,
 )
@@ -166,3 +167,11 @@ def test_unknown_owner_root_uid_and_missing_owner_are_refused():
     dotdot = attempt(spec, "alice", ALICE_JOB, run_dir=f"{RUNS}/../state")
     with pytest.raises(OwnerError, match="not inside"):
         make_manifests(spec, dotdot, HUB)
+
+
+def test_check_owner_says_before_submission_what_would_fail():
+    check_owner("alice", HUB)
+    with pytest.raises(OwnerError, match="owner_uids"):
+        check_owner("carol", HUB)
+    with pytest.raises(OwnerError, match="only {username}"):
+        check_owner("alice", ClusterConfig(workspace_claim="claim-{user}"))

@@ -212,9 +212,22 @@ def expand_owner(template: str, owner: str | None) -> str:
     if not owner:
         raise OwnerError(f"{template!r} names the job's owner, and this attempt has none")
     safe_slug, escape_slug = _slugs()
-    return template.format(
-        username=safe_slug(owner, max_length=48), escaped_username=escape_slug(owner)
-    )
+    try:
+        return template.format(
+            username=safe_slug(owner, max_length=48), escaped_username=escape_slug(owner)
+        )
+    except (KeyError, IndexError, ValueError) as e:
+        raise OwnerError(
+            f"{template!r}: only {{username}} and {{escaped_username}} can be filled in ({e})"
+        ) from None
+
+
+def check_owner(owner: str | None, config: ClusterConfig) -> None:
+    """Raise :class:`OwnerError` if ``owner``'s pods could not be built (no uid, a template
+    that needs an owner); for the backend's ``validate``, before a job is stored."""
+    owner_uid(owner, config)
+    expand_owner(config.workspace_claim or "", owner)
+    expand_owner(config.workspace_subpath, owner)
 
 
 def owner_uid(owner: str | None, config: ClusterConfig) -> int:
