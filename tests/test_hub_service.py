@@ -231,12 +231,7 @@ def test_gpu_quota_counts_servers_and_jobs_together(hub, tokens):
     assert response.status_code == 403
     assert "dave already holds 1 (0 in servers, 1 in jobs)" in response.json()["message"]
     dave.post(f"/services/aicloud/{API}/jobs/{job['id']}/cancel")
-    # Once the cancelled job no longer holds its GPU (at once, or soon on a loaded machine).
-    wait_for(
-        lambda: hub.spawn("dave", {"profile": "a100-mig-1g"}).status_code in (201, 202),
-        timeout=60,
-        interval=0.5,
-    )
+    assert hub.spawn("dave", {"profile": "a100-mig-1g"}).status_code in (201, 202)
 
 
 def test_owner_filter_is_for_admins_only(hub, tokens):
@@ -291,7 +286,7 @@ def test_resources_report_the_callers_gpu_quota_and_use(hub, tokens):
     quota = alice.get(f"{service}/resources").json()["quota"]
     assert quota == {"limit": None, "groups": [], "used": 1, "servers": 0, "jobs": 1}
     alice.post(f"{service}/jobs/{job['id']}/cancel")
-    wait_for(lambda: alice.get(f"{service}/resources").json()["quota"]["jobs"] == 0, timeout=60)
+    assert alice.get(f"{service}/resources").json()["quota"]["jobs"] == 0
 
 
 def test_gpu_servers_are_culled_sooner_than_cpu_ones(hub, tokens):
@@ -316,7 +311,7 @@ def test_gpu_servers_are_culled_sooner_than_cpu_ones(hub, tokens):
         with hub.admin() as admin:
             return admin.get(f"/hub/api/users/{name}").json()["servers"]
 
-    wait_for(lambda: not servers("dave") and not servers("carol"), timeout=180)
+    wait_for(lambda: not servers("dave") and not servers("carol"), timeout=60)
     assert servers("erin")[""]["ready"]
 
 
