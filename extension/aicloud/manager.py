@@ -246,7 +246,7 @@ class JobManager(LoggingConfigurable):
             )
         cwd = self.resolve_cwd(spec, owner)
         launcher_for(spec, self.root_for(owner)).validate(spec, cwd)
-        self.backends[spec.backend].validate(spec)
+        self.backends[spec.backend].validate(spec, owner)
         return cwd
 
     def _new_job(self, spec: JobSpec, owner: str, status: JobStatus, **links) -> Job:

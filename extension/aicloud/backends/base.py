@@ -60,8 +60,9 @@ class Backend(LoggingConfigurable):
         help="Seconds a cancelled or timed-out job gets between SIGTERM and SIGKILL.",
     )
 
-    def validate(self, spec) -> None:
-        """Raise :class:`aicloud.errors.InvalidSpec` for what this backend can never run."""
+    def validate(self, spec, owner: str | None = None) -> None:
+        """Raise :class:`aicloud.errors.InvalidSpec` for what this backend can never run
+        (for ``owner``, where it matters: a cluster that has no uid for them, say)."""
 
     def wait_reason(self, spec) -> str | None:
         """Why ``spec`` cannot start yet (busy accelerators, say), or None if it can."""

@@ -192,7 +192,7 @@ class LocalBackend(Backend):
         self.log.warning("aicloud: processes of %s survive SIGKILL: %s", unit.name, unit.pids())
         return False
 
-    def validate(self, spec: JobSpec) -> None:
+    def validate(self, spec: JobSpec, owner: str | None = None) -> None:
         """Refuse more processes or accelerators than this machine has."""
         resources = spec.resources
         if resources.world_size > self.max_processes:

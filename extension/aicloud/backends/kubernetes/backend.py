@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from traitlets import Enum, Float, Int, List, Unicode, default
+from traitlets import Dict, Enum, Float, Int, List, Unicode, default
 
 from aicloud.backends.base import AttemptExit, Backend
 from aicloud.backends.kubernetes import builders
@@ -86,15 +86,41 @@ class KubernetesBackend(Backend):
         "directory: checkpoints, metrics and notebook outputs. The service must see it at the "
         "same path.",
     )
+    runs_subpath = Unicode(
+        "",
+        config=True,
+        help="Where the runs directory lies inside runs_claim (empty: at its root). A pod "
+        "mounts only its own job's run directory, never the whole volume.",
+    )
     workspace_claim = Unicode(
         "",
         config=True,
-        help="PersistentVolumeClaim with the users' files, mounted in job pods at "
-        "workspace_path (the service's root directory).",
+        help="PersistentVolumeClaim with the owner's files, mounted in job pods at "
+        "workspace_path. May contain {username} (or {escaped_username}) for a claim per user, "
+        "as z2jh's 'claim-{username}'.",
+    )
+    workspace_subpath = Unicode(
+        "",
+        config=True,
+        help="The owner's folder inside workspace_claim, e.g. 'home/{username}' on one shared "
+        "claim (empty: the claim's root).",
     )
     workspace_path = Unicode(
         "", config=True, help="Where job pods mount workspace_claim (default: the job's cwd)."
     )
+    owner_uids = Dict(
+        value_trait=Int(),
+        config=True,
+        help="The uid each owner's pods run as, by hub user name (as in the users' images).",
+    )
+    default_uid = Int(
+        1000,
+        allow_none=True,
+        config=True,
+        help="The uid of owners not in owner_uids; None refuses their jobs. Never 0: pods "
+        "run as non-root.",
+    )
+    run_as_group = Int(100, config=True, help="The gid (and fsGroup) of job pods.")
     queue_name = Unicode(
         "", config=True, help="Kueue LocalQueue for job pods (empty: no Kueue label)."
     )
@@ -149,16 +175,26 @@ class KubernetesBackend(Backend):
             image_pull_secrets=tuple(self.image_pull_secrets),
             runs_claim=self.runs_claim or None,
             runs_path=str(run_dir.parent),
+            runs_subpath=self.runs_subpath,
             workspace_claim=self.workspace_claim or None,
+            workspace_subpath=self.workspace_subpath,
             workspace_path=self.workspace_path or str(cwd),
+            owner_uids=dict(self.owner_uids),
+            default_uid=self.default_uid,
+            run_as_group=self.run_as_group,
             ttl_seconds=self.ttl_seconds,
             grace_seconds=int(self.cancel_grace_seconds),
             queue_name=self.queue_name or None,
             trainjob_runtime=self.trainjob_runtime,
         )
 
-    def validate(self, spec) -> None:
+    def validate(self, spec, owner: str | None = None) -> None:
         """Refuse, before anything is created, what the cluster can never run."""
+        if owner is not None:
+            try:
+                builders.check_owner(owner, self.cluster_config(Path(), Path()))
+            except builders.OwnerError as e:
+                raise InvalidSpec("owner", str(e)) from None
         check_shape(spec)
         for field, image in (
             ("worker_image", self.worker_image),
@@ -243,6 +279,7 @@ class KubernetesBackend(Backend):
             run_dir=str(run_dir),
             env=env,
             timeout_seconds=timeout_seconds,
+            owner=owner,
         )
         config = self.cluster_config(run_dir, plan.cwd)
         manifests = builders.make_manifests(spec, ctx, config, trainjob=controller.trainjob)
