@@ -143,6 +143,29 @@ async def test_schedule_output_masks_the_template(jp_fetch):
     assert "hf_x1y2" not in json.dumps(listed)
 
 
+async def test_a_schedule_sent_back_as_read_keeps_its_secrets(jp_fetch, jp_serverapp):
+    """PATCH with the masked template and webhook URL from a GET stores the originals."""
+    spec = {
+        "cron": "0 3 * * *",
+        "job": {"command": ["true"], "env": {"HF_TOKEN": "hf_x1y2", "X": "1"}},
+        "webhook_url": "https://hooks.example.org/T000/secret-path?k=v",
+    }
+    status, schedule = await api(jp_fetch, "POST", "schedules", body=spec)
+    assert status == 201, schedule
+    job = {**schedule["job"], "env": {**schedule["job"]["env"], "X": "2"}}
+    status, changed = await api(
+        jp_fetch,
+        "PATCH",
+        "schedules",
+        schedule["id"],
+        body={"job": job, "webhook_url": schedule["webhook_url"]},
+    )
+    assert status == 200, changed
+    stored = jp_serverapp.web_app.settings["aicloud_scheduler"].get(schedule["id"], None)
+    assert stored.spec["env"] == {"HF_TOKEN": "hf_x1y2", "X": "2"}
+    assert stored.webhook_url == spec["webhook_url"]
+
+
 async def test_rerun_keeps_the_original_secret(jp_fetch, jp_serverapp, server_log):
     env = {"DB_PASS": "s3cr3t-db-qz7w", "GITHUB_PAT": "ghp_qz7w", "DSN": "dsn-qz7w"}
     job = await submit(

@@ -26,6 +26,7 @@ from traitlets.config import LoggingConfigurable
 from aicloud.cron import check_cron, next_tick, ticks
 from aicloud.errors import AICloudError, InvalidSpec
 from aicloud.manager import JobManager
+from aicloud.models import masked_url
 from aicloud.notify import Notifier
 from aicloud.spec import (
     ACTIVE_STATUSES,
@@ -37,6 +38,7 @@ from aicloud.spec import (
     ReasonCode,
     ScheduleSpec,
     ScheduleUpdate,
+    unmasked_env,
 )
 from aicloud.store import Job, Schedule, utcnow
 
@@ -380,6 +382,13 @@ class Scheduler(LoggingConfigurable):
         """Apply a partial change; resuming does not fire the ticks missed while paused."""
         schedule = self.get(schedule_id, owner)
         fields = change.model_dump(exclude_unset=True)
+        # A schedule read from the API and sent back keeps its secrets: the job template's
+        # masked env values and the webhook URL's hidden path are the stored ones.
+        if change.job is not None and change.job.env:
+            env = unmasked_env(change.job.env, schedule.spec.get("env") or {})
+            change = change.model_copy(update={"job": change.job.model_copy(update={"env": env})})
+        if "webhook_url" in fields and fields["webhook_url"] == masked_url(schedule.webhook_url):
+            fields["webhook_url"] = schedule.webhook_url
         current = {
             "name": schedule.name,
             "job": schedule.spec,

@@ -332,6 +332,14 @@ def redacted_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def unmasked_env(env: dict[str, Any], original: dict[str, str]) -> dict[str, Any]:
+    """``env`` sent back from API output: a :data:`MASK` value keeps ``original``'s value."""
+    return {
+        name: original[name] if value == MASK and name in original else value
+        for name, value in env.items()
+    }
+
+
 def rerun_spec(stored: dict[str, Any], overrides: dict[str, Any] | None = None) -> JobSpec:
     """The spec of a rerun: the stored (unmasked) spec with ``overrides`` on top.
 
@@ -344,11 +352,7 @@ def rerun_spec(stored: dict[str, Any], overrides: dict[str, Any] | None = None) 
     overrides = dict(overrides or {})
     env = overrides.get("env")
     if isinstance(env, dict):
-        original = stored.get("env") or {}
-        overrides["env"] = {
-            name: original[name] if value == MASK and name in original else value
-            for name, value in env.items()
-        }
+        overrides["env"] = unmasked_env(env, stored.get("env") or {})
     spec.update(overrides)
     return JobSpec.model_validate_json(json.dumps(spec), strict=True)
 
