@@ -108,9 +108,9 @@ async def run_job(jp_fetch, spec: dict) -> tuple[dict, str]:
 
 
 def plan_argv(aicloud_data_dir: Path, job_id: str) -> list[str]:
-    """The argv the supervisor ran for the job's first attempt."""
-    plan = aicloud_data_dir / "runs" / job_id / "attempt-1.plan.json"
-    return json.loads(plan.read_text())["processes"][0]["argv"]
+    """The argv the supervisor ran for the job's first attempt (from its claim)."""
+    (claim,) = (aicloud_data_dir / "runs" / job_id).glob("attempt-1.*.claim")
+    return json.loads(claim.read_text())["argv"][0]
 
 
 async def test_pool_runs_notebook_jobs(jp_fetch, jp_root_dir, aicloud_data_dir, pool):
@@ -141,8 +141,8 @@ async def test_pool_socket_stays_out_of_jobs_environments(jp_fetch, aicloud_data
     job, log = await run_job(jp_fetch, spec)
     assert job["status"] == "succeeded", log
     assert "AICLOUD_JOB_ID" in log and POOL_ENV not in log
-    plan = (aicloud_data_dir / "runs" / job["id"] / "attempt-1.plan.json").read_text()
-    assert POOL_ENV not in plan and str(pool) not in plan
+    argv = " ".join(plan_argv(aicloud_data_dir, job["id"]))
+    assert POOL_ENV not in argv and str(pool) not in argv
 
 
 async def test_runs_never_share_a_kernel(jp_fetch, jp_root_dir, pool):
@@ -177,6 +177,37 @@ async def test_cancel_leaves_no_kernel_behind(jp_fetch, jp_root_dir, pool):
     status, cancelled = await api(jp_fetch, "POST", "jobs", job["id"], "cancel")
     assert status == 200 and cancelled["status"] == "cancelled"
     await until(lambda: not alive(processes), timeout=5)
+
+
+async def test_a_killed_supervisor_takes_the_warm_runner_and_its_kernel(
+    jp_fetch, jp_root_dir, pool
+):
+    """The runner and the kernel were started before the job: they join the attempt's unit
+    when they take the run, so a kill -9 of its supervisor ends them too."""
+    sleepy = write_notebook(
+        jp_root_dir,
+        "sleepy-killed.ipynb",
+        "import os, subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '120'])\n"
+        "open('pids-killed', 'w').write(f'{os.getpid()} {child.pid}')\n"
+        "time.sleep(120)",
+    )
+    job = await submit(jp_fetch, {"kind": "notebook", "notebook": sleepy})
+    pids_file = jp_root_dir / "pids-killed"
+    await until(lambda: pids_file.exists() and pids_file.read_text(), timeout=120)
+    processes = [psutil.Process(int(pid)) for pid in pids_file.read_text().split()]
+    kernel_cgroup = Path(f"/proc/{processes[0].pid}/cgroup").read_text()
+    assert f"/{job['id']}.a1." in kernel_cgroup, kernel_cgroup  # in the attempt's unit
+    handle_pid = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if f"/{job['id']}/attempt-1." in " ".join(p.info["cmdline"] or [])
+    ]
+    (supervisor,) = handle_pid
+    supervisor.kill()
+    ended = await wait_job(jp_fetch, job["id"], timeout=60)
+    assert ended["status"] == "failed" and ended["reason_code"] == "infrastructure", ended
+    assert not alive(processes), "the warm kernel outlived its attempt"
 
 
 async def test_failing_cell_and_fallback_without_the_pool(jp_fetch, jp_root_dir, pool):

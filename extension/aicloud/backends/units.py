@@ -27,7 +27,7 @@ UNIT_ENV = "AICLOUD_UNIT"
 CGROUP_BASE = "aicloud"
 
 
-def _cgroup2_mount() -> Path | None:
+def cgroup2_mount() -> Path | None:
     """Where the cgroup v2 hierarchy is mounted, from /proc/self/mountinfo."""
     try:
         with open("/proc/self/mountinfo") as f:
@@ -57,7 +57,7 @@ def cgroup_base() -> Path | None:
     It lies below the server's own cgroup, so that a container or a systemd unit that gives
     the server a delegated subtree keeps its jobs inside it.
     """
-    mount, own = _cgroup2_mount(), _own_cgroup()
+    mount, own = cgroup2_mount(), _own_cgroup()
     if mount is None or own is None:
         return None
     base = mount / own.lstrip("/") / CGROUP_BASE

@@ -294,13 +294,36 @@ def _receive(conn: socket.socket) -> tuple[dict | None, list[int]]:
     return json.loads(data.split(b"\n", 1)[0]), fds
 
 
-def _peer_uid(conn: socket.socket) -> int:
-    """The user id of the connected process (Linux); ours where the system cannot tell."""
+def _peer(conn: socket.socket) -> tuple[int | None, int]:
+    """The pid and user id of the connected process (Linux); ours where the system cannot
+    tell."""
     try:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except (AttributeError, OSError):
-        return os.getuid()
-    return struct.unpack("3i", creds)[1]
+        return None, os.getuid()
+    pid, uid, _ = struct.unpack("3i", creds)
+    return pid, uid
+
+
+def join_unit_of(client_pid: int | None, pids: list[int]) -> None:
+    """Move this runner and its kernel into the client's cgroup: the attempt's unit, which
+    the local backend kills whole (:mod:`aicloud.backends.units`). Where the cgroup cannot be
+    written (no cgroup v2, no permission), the client's closing connection still ends the
+    run, as before."""
+    from aicloud.backends.units import cgroup2_mount
+
+    mount = cgroup2_mount()
+    if client_pid is None or mount is None:
+        return
+    try:
+        with open(f"/proc/{client_pid}/cgroup") as f:
+            own = next(line[3:].strip() for line in f if line.startswith("0::"))
+        with open(mount / own.lstrip("/") / "cgroup.procs", "w") as procs:
+            for pid in pids:
+                procs.write(str(pid))
+                procs.flush()
+    except (OSError, StopIteration):
+        pass
 
 
 def _exit_on_sigterm(signum, frame):
@@ -373,7 +396,8 @@ class Runner:
 
     def serve(self, conn: socket.socket) -> None:
         """Greet, take the request, run it, report the exit code."""
-        if _peer_uid(conn) != os.getuid():
+        client_pid, client_uid = _peer(conn)
+        if client_uid != os.getuid():
             return
         self.send({"event": "ready"})
         conn.settimeout(REQUEST_SECONDS)
@@ -388,6 +412,7 @@ class Runner:
         for fd in fds:
             os.close(fd)
         kernel_pid = self.kernel.pid if self.kernel else None
+        join_unit_of(client_pid, [os.getpid(), *([kernel_pid] if kernel_pid else [])])
         self.send({"event": "started", "pid": os.getpid(), "kernel_pid": kernel_pid})
         threading.Thread(target=self.watch, daemon=True).start()
         code = self.run(request)
