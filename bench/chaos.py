@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,10 +159,13 @@ class Chaos:
         args.append("1" if chatty else "0")
         spec: dict = {"name": "chaos", "max_retries": max_retries, "tags": ["chaos"]}
         if torch:
+            script = self.server.root_dir / WORKER.name  # a script must lie in the root
+            if not script.exists():
+                shutil.copy(WORKER, script)
             spec |= {
                 "kind": "train",
                 "framework": "torch",
-                "script": str(WORKER),
+                "script": WORKER.name,
                 "args": args,
                 "resources": {"procs_per_node": 2},
             }
@@ -171,6 +175,8 @@ class Chaos:
             response = self.client.post("jobs", json=spec)
         except httpx.HTTPError:
             return None
+        if 400 <= response.status_code < 500:  # the benchmark's own mistake: say it
+            raise RuntimeError(f"the server refused a chaos job: {response.text}")
         if response.status_code != 201:
             return None
         job = Tracked(
