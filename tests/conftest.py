@@ -72,6 +72,33 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
 
 
+def test_group(nodeid: str) -> str:
+    """The xdist group of a test id: ``serial`` for the serial files, else its file."""
+    tail = nodeid.rsplit("]", 1)[-1]
+    if "@" in tail:  # an explicit xdist_group, where xdist's suffix reaches the controller
+        return nodeid.rsplit("@", 1)[-1]
+    filename = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return SERIAL_GROUP if filename in SERIAL_FILES else filename
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` that groups on the controller, by :func:`test_group`.
+
+    xdist's own loadgroup marks a group in the test ids its workers report (``id@group``), but
+    under pytest 9 ``item.nodeid`` no longer shows that suffix: every test was its own group,
+    a file's tests were spread over both workers (each starting the module's hub or server,
+    and each seeing half of a module's tests that build on each other)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FileGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid)
+
+    return FileGroupScheduling(config, log)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the groups
 def pytest_collection_modifyitems(config, items):
     """Mark the serial files (group ``serial``); put every other test in an xdist group of
