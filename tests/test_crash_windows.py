@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 from aicloud.backends import local as local_backend
+from aicloud.backends import units
 from aicloud.backends.gpus import GPULeases
 from aicloud.backends.local import LocalBackend
 from aicloud.launchers import LaunchPlan
@@ -378,3 +379,26 @@ async def test_a_supervisor_that_never_got_its_plan_runs_nothing(tmp_path):
     assert await backend.recover(launch, tmp_path, 1) is None
     (claim,) = tmp_path.glob("attempt-1.*.claim")
     assert json.loads(claim.read_text()) == {"never_started": True}
+
+
+def test_empty_attempt_cgroups_left_behind_are_swept(tmp_path):
+    """An attempt that ended while no server ran leaves an empty cgroup: the next server
+    removes it, never one with a process in it."""
+    base = units.cgroup_base()
+    assert base is not None, "the tests run as root, where cgroup v2 is writable"
+    empty, busy = (
+        base / f"sweep-empty-{uuid.uuid4().hex[:8]}",
+        base / f"sweep-busy-{uuid.uuid4().hex[:8]}",
+    )
+    for path in (empty, busy):
+        units.CgroupUnit(path).create()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        units.CgroupUnit(busy).add(sleeper.pid)
+        units.sweep_empty(base, older_than=0)
+        assert not empty.exists() and busy.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        assert units.wait_empty(units.CgroupUnit(busy), timeout=5)
+    assert not busy.exists()

@@ -69,7 +69,20 @@ def cgroup_base() -> Path | None:
         probe.rmdir()
     except OSError:
         return None
+    if usable:
+        sweep_empty(base)
     return base if usable else None
+
+
+def sweep_empty(base: Path, older_than: float = 60.0) -> None:
+    """Remove the empty attempt cgroups that no server removed (an attempt that ended while
+    its server was gone). The kernel refuses to remove one with a process in it; the age
+    spares one made a moment ago, not yet given its supervisor."""
+    now = time.time()
+    for child in base.iterdir():
+        with contextlib.suppress(OSError):
+            if child.is_dir() and now - child.stat().st_mtime > older_than:
+                child.rmdir()
 
 
 def _signal(pids: list[int], sig: int) -> None:
