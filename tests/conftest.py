@@ -81,6 +81,7 @@ def test_group(nodeid: str) -> str:
     return SERIAL_GROUP if filename in SERIAL_FILES else filename
 
 
+@pytest.hookimpl(optionalhook=True)  # without xdist (-p no:xdist) there is no such hook
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadgroup`` that groups on the controller, by :func:`test_group`.
 

@@ -46,7 +46,8 @@ def test_bad_input_is_one_line(live_server, monkeypatch):
     lines = one_line_errors(nb)
     assert lines == [
         "aicloud: unknown subcommand 'bogus'; known: attach, cancel, infer, jobs, logs, predict,"
-        " resources, run, schedule, serve, show, status, submit, train (see %aicloud --help)",
+        " rerun, resources, run, schedule, serve, show, status, submit, train"
+        " (see %aicloud --help)",
         "aicloud: jobs: unrecognized arguments: --bad",
         "aicloud: submit: argument --nodes: expected N or MIN:MAX, got 'x'",
         "aicloud: train: argument --procs: invalid int value: 'x'",

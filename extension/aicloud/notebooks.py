@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from aicloud.errors import InvalidSpec
+
+if TYPE_CHECKING:  # nbformat's import builds JSON-schema parsers (~1.5 s): the CLI waits less
+    import nbformat
 
 TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
 MAX_NOTEBOOK_BYTES = 50 * 2**20
@@ -40,6 +41,8 @@ def resolve_notebook(root: Path, cwd: Path, path: str, field: str = "notebook") 
 
 def read_notebook(path: Path, field: str = "notebook") -> nbformat.NotebookNode:
     """Read a v4 notebook, or say why it is not one."""
+    import nbformat
+
     try:
         return nbformat.read(path, as_version=4)
     except Exception as e:  # nbformat raises a zoo of errors for bad files
