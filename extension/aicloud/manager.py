@@ -122,6 +122,7 @@ class JobManager(LoggingConfigurable):
         self._wake = asyncio.Event()
         self._next_due = None  # the earliest ``not_before`` of a queued job
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self._busy: set[str] = set()  # jobs being started or cancelled by this process
         self._listeners: list = []
         self._pending: set[asyncio.Task] = set()
@@ -148,10 +149,12 @@ class JobManager(LoggingConfigurable):
         """Start following jobs; jobs that ran before a restart are picked up again."""
         make_run_dir(self.runs_dir)
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._follow(), name="aicloud-job-manager")
 
     async def stop(self) -> None:
         """Stop following jobs. Running jobs keep running and are re-attached next start."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -162,7 +165,7 @@ class JobManager(LoggingConfigurable):
             await backend.close()
 
     async def _follow(self) -> None:
-        while True:
+        while not self._stopping:  # asyncio.wait_for of 3.11 may swallow a cancel
             try:
                 await self.tick()
             except Exception:

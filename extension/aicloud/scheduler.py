@@ -80,6 +80,7 @@ class Scheduler(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self._wake = asyncio.Event()
         self.manager.add_listener(self._on_job_event)
 
@@ -93,10 +94,12 @@ class Scheduler(LoggingConfigurable):
     def start(self) -> None:
         """Start firing schedules."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="aicloud-scheduler")
 
     async def stop(self) -> None:
         """Stop firing schedules (and wait for pending notifications a little)."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -105,7 +108,7 @@ class Scheduler(LoggingConfigurable):
         await self.notifier.close()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:  # asyncio.wait_for of 3.11 may swallow a cancel
             try:
                 self.tick()
             except Exception:
