@@ -266,3 +266,35 @@ def test_the_service_writes_no_file_through_a_link_a_job_planted(hub, clients):
     job, log = run(alice, {"command": ["sh", "-c", script], "max_retries": 1})
     assert job["status"] == "succeeded" and len(job["attempts"]) == 2, (job, log)
     assert victim.read_text() == MARKER
+
+
+@pytest.mark.timeout(900)
+def test_every_example_notebook_runs_as_a_unix_user_from_their_home(hub, clients):
+    """The five examples, as iso-bob's notebook jobs with no ``cwd``, on a hub whose users are
+    Unix users: papermill, torchrun, the TF workers and the model server run under bob's uid,
+    from his home, and what they write there is his."""
+    bob = clients[BOB]
+    assert hub.spawn(BOB).status_code < 400  # copies the examples into his home, as him
+    hub.stop_server(BOB)  # the jobs need no server: they call the service with their token
+    home = hub.state / "users" / BOB
+    notebooks = sorted(p.name for p in home.glob("*.ipynb"))
+    assert len(notebooks) == 5, notebooks
+    ids = {}
+    for name in notebooks:
+        response = bob.post(
+            f"{SERVICE}/jobs", json={"kind": "notebook", "notebook": name, "timeout_seconds": 600}
+        )
+        assert response.status_code == 201, response.text
+        ids[name] = response.json()["id"]
+    failed = {}
+    for name, job_id in ids.items():
+        job = wait_job(bob, job_id, timeout=840)
+        if job["status"] != "succeeded":
+            failed[name] = (job["reason"], bob.get(f"{SERVICE}/jobs/{job_id}/logs").text[-3000:])
+    for job in bob.get(f"{SERVICE}/jobs", params={"status": "failed"}).json()["jobs"]:
+        if job["id"] not in ids.values():  # a job a notebook launched: its log tells why
+            failed[job["id"]] = bob.get(f"{SERVICE}/jobs/{job['id']}/logs").text[-2000:]
+    assert not failed, failed
+    written = home / "ddp_demo.py"
+    assert written.is_file() and written.stat().st_uid == uid(BOB)
+    assert all(p.lstat().st_uid == uid(BOB) for p in home.rglob("*"))

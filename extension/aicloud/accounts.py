@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +68,20 @@ def private_dir(path: Path, account: Account) -> None:
 
 
 def hand_over(path: Path, account: Account) -> None:
-    """Give a directory the service made, and the files in it, to ``account``: theirs alone.
+    """Give a directory the service made, and all it made in it (a notebook job's
+    ``outputs/``, an inference job's ``inference/config.json``), to ``account``: theirs alone.
 
-    Links are changed themselves, never followed (``lchown``); subdirectories are left alone.
+    Links are never followed, and a file with other hard links (one a job may have planted to
+    a file of someone else) is left alone. Nothing of the job's runs meanwhile: the attempts
+    before this one are over, and their units are empty.
     """
     private_dir(path, account)
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.is_file(follow_symlinks=False):
-                os.chown(entry.path, account.uid, account.gid, follow_symlinks=False)
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        for name in (*dirs, *files):
+            entry = os.path.join(folder, name)
+            info = os.lstat(entry)
+            if stat.S_ISDIR(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
+                os.chown(entry, account.uid, account.gid, follow_symlinks=False)
 
 
 def searchable_by_others(path: Path) -> Path | None:
