@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from aicloud.backends.local import LocalBackend
 from aicloud.launchers import LaunchPlan
 from aicloud.spec import JobSpec
 from tests.conftest import wait_for
+from tests.test_local_backend import processes_marked, wait_exit
 
 WORKER = Path(__file__).resolve().parent.parent / "bench" / "workloads" / "chaos_worker.py"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -300,17 +300,6 @@ GPU_SPEC = {
 }
 
 
-def marked(marker: str) -> list[psutil.Process]:
-    """Live processes whose environment has ``M=<marker>``."""
-    found = []
-    for process in psutil.process_iter(["environ", "status"]):
-        if (process.info["environ"] or {}).get("M") == marker and process.info["status"] != (
-            "zombie"
-        ):
-            found.append(process)
-    return found
-
-
 def gpu_attempt(tmp_path: Path, marker: str):
     """A backend with one GPU, and the plan of a job that holds it with a detached child."""
     backend = LocalBackend()
@@ -321,24 +310,16 @@ def gpu_attempt(tmp_path: Path, marker: str):
     return backend, spec, plan
 
 
-async def poll_until_ended(backend: LocalBackend, handle: dict, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while (outcome := await backend.poll(handle)) is None:
-        assert time.monotonic() < deadline, "the attempt did not end"
-        await asyncio.sleep(0.05)
-    return outcome
-
-
 async def test_a_gpu_is_released_only_once_the_killed_attempt_is_gone(tmp_path):
     marker = uuid.uuid4().hex
     backend, spec, plan = gpu_attempt(tmp_path, marker)
     handle = await backend.start(plan, tmp_path, 1, None, spec)
     assert backend.gpus.free == []
-    wait_for(lambda: len(marked(marker)) == 2)
+    wait_for(lambda: len(processes_marked(marker)) == 2)
     os.kill(handle["pid"], signal.SIGKILL)
-    outcome = await poll_until_ended(backend, handle)
+    outcome = await wait_exit(backend, handle)
     assert outcome.lost
-    assert marked(marker) == [], "the end was reported while processes of it lived"
+    assert processes_marked(marker) == [], "the end was reported while processes of it lived"
     assert backend.gpus.free == [0]
 
 
@@ -348,15 +329,15 @@ async def test_a_gpu_stays_leased_while_processes_of_the_attempt_survive(tmp_pat
     marker = uuid.uuid4().hex
     backend, spec, plan = gpu_attempt(tmp_path, marker)
     handle = await backend.start(plan, tmp_path, 1, None, spec)
-    wait_for(lambda: len(marked(marker)) == 2)
+    wait_for(lambda: len(processes_marked(marker)) == 2)
     os.kill(handle["pid"], signal.SIGKILL)
     monkeypatch.setattr(local_backend, "wait_empty", lambda unit, timeout: False)
     await asyncio.sleep(0.2)
     assert await backend.poll(handle) is None
     assert backend.gpus.free == []
     monkeypatch.undo()
-    assert (await poll_until_ended(backend, handle)).lost
-    assert backend.gpus.free == [0] and marked(marker) == []
+    assert (await wait_exit(backend, handle)).lost
+    assert backend.gpus.free == [0] and processes_marked(marker) == []
 
 
 async def test_a_supervisor_that_never_got_its_plan_runs_nothing(tmp_path):

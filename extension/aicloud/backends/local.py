@@ -62,22 +62,6 @@ def _read_claim(path: Path) -> dict | None:
     return data if isinstance(data, dict) else {}
 
 
-def _link_claim(path: Path, record: dict) -> bool:
-    """Link a claim into place as the supervisor does; False if one is there already."""
-    tmp = path.with_name(f"{path.name}.server-{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f)
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink()
-
-
 def _read_status(path: Path) -> AttemptExit | None:
     """The status the supervisor wrote, or None; one the job replaced (a symlink) is ignored."""
     try:
@@ -327,15 +311,16 @@ class LocalBackend(Backend):
     ) -> dict[str, Any] | None:
         """Find an attempt whose start was cut short; None if it provably never ran.
 
-        Links the attempt's claim as :func:`supervise.claim` would. Winning the link means no
-        supervisor claimed it, and none can any more: the attempt never ran. Otherwise the
-        supervisor's claim gives its pid, checked to be in the attempt's unit.
+        Links the attempt's claim with :func:`supervise.claim`, as the supervisor does.
+        Winning the link means no supervisor claimed it, and none can any more: the attempt
+        never ran. Otherwise the supervisor's claim gives its pid, checked to be in the
+        attempt's unit.
         """
         if "nonce" not in launch:
             return None  # stored before launch records existed: it had no supervisor yet
         path = _claim_path(run_dir, attempt, launch["nonce"])
         claimed = _read_claim(path)
-        if claimed is None and await asyncio.to_thread(_link_claim, path, NEVER_STARTED):
+        if claimed is None and await asyncio.to_thread(supervise.claim, str(path), NEVER_STARTED):
             await self._empty_unit(launch)  # a supervisor still waiting for its plan
             return None
         claimed = _read_claim(path) or {}
