@@ -164,7 +164,7 @@ class AICloudMagics(Magics):
     def _monitor(self, job_id: str, log_here: bool = False):
         from IPython.display import display
 
-        from aicloud.widgets import JobMonitor
+        from aicloud.magics.widgets import JobMonitor
 
         monitor = JobMonitor(job_id, cancel=self.client.cancel, log_here=log_here)
         display(monitor)
