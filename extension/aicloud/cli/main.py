@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from typing import Any
 
 import httpx
 
 from aicloud.cli import inference, notebooks
+from aicloud.cli.common import (
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    add_retry_flags,
+    add_simple_commands,
+    follow,
+    given,
+    outcome,
+    print_json,
+    show,
+)
 from aicloud.cli.format import job_summary, jobs_table
 from aicloud.client import AICloudClient, APIError, Connection, ServiceNotFound, discover
 from aicloud.spec import Framework, JobKind, JobStatus
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -66,10 +71,7 @@ def build_parser(
     submit.add_argument("--cpu", type=float)
     submit.add_argument("--memory")
     submit.add_argument("--profile")
-    submit.add_argument("--timeout", type=int, dest="timeout_seconds", metavar="SECONDS")
-    submit.add_argument("--max-retries", type=int)
-    submit.add_argument("--retry-interval-ms", type=int, dest="min_retry_interval_millis")
-    submit.add_argument("--retry-on-timeout", action="store_true", default=None)
+    add_retry_flags(submit)
     submit.add_argument("--max-restarts", type=int)
     submit.add_argument("--idempotency-token")
     submit.add_argument(
@@ -94,14 +96,16 @@ def build_parser(
     listing.add_argument("--offset", type=int, default=0)
     listing.add_argument("--json", action="store_true")
 
-    for name, text in (
-        ("show", "show one job"),
-        ("cancel", "cancel a job"),
-        ("delete", "delete a job that has ended"),
-    ):
-        sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        sub.add_argument("job_id", metavar="JOB")
-        sub.add_argument("--json", action="store_true")
+    add_simple_commands(
+        commands,
+        [
+            ("show", "show one job"),
+            ("cancel", "cancel a job"),
+            ("delete", "delete a job that has ended"),
+        ],
+        "job_id",
+        "JOB",
+    )
 
     rerun = commands.add_parser(
         "rerun",
@@ -123,9 +127,9 @@ def build_parser(
     notebooks.add_parsers(commands)
     inference.add_parsers(commands)
 
-    for name, text in (("status", "show the service"), ("resources", "show CPUs, memory, GPUs")):
-        sub = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        sub.add_argument("--json", action="store_true")
+    add_simple_commands(
+        commands, [("status", "show the service"), ("resources", "show CPUs, memory, GPUs")]
+    )
     return parser
 
 
@@ -145,11 +149,7 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         else:
             spec["script"] = argv[0]
             spec["args"] = [a for i, a in enumerate(argv[1:]) if not (i == 0 and a == "--")]
-    resources = {
-        key: getattr(args, key)
-        for key in ("procs_per_node", "cpu", "memory", "profile")
-        if getattr(args, key) is not None
-    }
+    resources = given(args, ("procs_per_node", "cpu", "memory", "profile"))
     if args.nodes is not None:
         resources["min_nodes"], resources["nodes"] = args.nodes
         if resources["min_nodes"] is None:
@@ -161,20 +161,23 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         resources["accelerator"] = args.accelerator
     if resources:
         spec["resources"] = resources
-    for key in (
-        "name",
-        "timeout_seconds",
-        "max_retries",
-        "min_retry_interval_millis",
-        "retry_on_timeout",
-        "max_restarts",
-        "idempotency_token",
-        "cwd",
-        "backend",
-        "image",
-    ):
-        if getattr(args, key) is not None:
-            spec[key] = getattr(args, key)
+    spec.update(
+        given(
+            args,
+            (
+                "name",
+                "timeout_seconds",
+                "max_retries",
+                "min_retry_interval_millis",
+                "retry_on_timeout",
+                "max_restarts",
+                "idempotency_token",
+                "cwd",
+                "backend",
+                "image",
+            ),
+        )
+    )
     if args.env:
         spec["env"] = dict(args.env)
     if args.tag:
@@ -182,30 +185,11 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return spec
 
 
-def _print_json(model: Any) -> None:
-    print(json.dumps(model, indent=2))
-
-
-def _follow(client: AICloudClient, job_id: str, rank: int | None = None) -> None:
-    out = sys.stdout.buffer
-    for chunk in client.follow_logs(job_id, rank=rank):
-        out.write(chunk)
-        out.flush()
-
-
-def _outcome(job: dict[str, Any]) -> int:
-    if job["status"] != "succeeded":
-        print(f"aicloud: job {job['id']} {job['status']}: {job['reason']}", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
-
-
-def _wait(client: AICloudClient, job_id: str) -> dict[str, Any]:
-    while True:
-        job = client.get(job_id)
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.5)
+def _follow_to_the_end(client: AICloudClient, job: dict[str, Any]) -> int:
+    """``--follow``: the new job's log until it ends, then its exit code."""
+    print(f"aicloud: job {job['id']} submitted", file=sys.stderr)
+    follow(client, job["id"])
+    return outcome(client.wait(job["id"]))
 
 
 def run(args: argparse.Namespace, client: AICloudClient) -> int:
@@ -217,49 +201,40 @@ def run(args: argparse.Namespace, client: AICloudClient) -> int:
     if args.command == "submit":
         job = client.submit(spec_from_args(args))
         if args.follow:
-            print(f"aicloud: job {job['id']} submitted", file=sys.stderr)
-            _follow(client, job["id"])
-            return _outcome(_wait(client, job["id"]))
+            return _follow_to_the_end(client, job)
         if args.wait:
-            job = _wait(client, job["id"])
-        _print_json(job) if args.json else print(job["id"])
-        return _outcome(job) if args.wait else 0
+            job = client.wait(job["id"])
+        show(job, args.json, job["id"])
+        return outcome(job) if args.wait else 0
     if args.command == "list":
         page = client.list(
             status=args.status, kind=args.kind, tag=args.tag, limit=args.limit, offset=args.offset
         )
-        if args.json:
-            _print_json(page)
-        else:
-            print(jobs_table(page["jobs"]))
-            if page["next_offset"] is not None:
-                print(f"... {page['total']} jobs; next page: --offset {page['next_offset']}")
+        show(page, args.json, jobs_table(page["jobs"]))
+        if not args.json and page["next_offset"] is not None:
+            print(f"... {page['total']} jobs; next page: --offset {page['next_offset']}")
         return 0
     if args.command == "show":
         job = client.get(args.job_id)
-        _print_json(job) if args.json else print(job_summary(job))
+        show(job, args.json, job_summary(job))
         return 0
     if args.command == "cancel":
         job = client.cancel(args.job_id)
-        _print_json(job) if args.json else print(f"{job['id']} {job['status']}")
+        show(job, args.json, f"{job['id']} {job['status']}")
         return 0
     if args.command == "rerun":
         job = client.rerun(args.job_id)
         if args.follow:
-            print(f"aicloud: job {job['id']} submitted", file=sys.stderr)
-            _follow(client, job["id"])
-            return _outcome(_wait(client, job["id"]))
-        _print_json(job) if args.json else print(job["id"])
+            return _follow_to_the_end(client, job)
+        show(job, args.json, job["id"])
         return 0
     if args.command == "delete":
         client.delete(args.job_id)
-        _print_json({"id": args.job_id, "deleted": True}) if args.json else print(
-            f"{args.job_id} deleted"
-        )
+        show({"id": args.job_id, "deleted": True}, args.json, f"{args.job_id} deleted")
         return 0
     if args.command == "logs":
         if args.follow:
-            _follow(client, args.job_id, args.rank)
+            follow(client, args.job_id, args.rank)
             return 0
         chunks, offset = [], 0
         while True:  # the API answers at most 1 MiB at a time
@@ -270,13 +245,13 @@ def run(args: argparse.Namespace, client: AICloudClient) -> int:
             offset = next_offset
         data = b"".join(chunks)
         if args.json:
-            _print_json({"log": data.decode(errors="replace"), "next_offset": next_offset})
+            print_json({"log": data.decode(errors="replace"), "next_offset": next_offset})
         else:
             sys.stdout.buffer.write(data)
         return 0
     model = client.status() if args.command == "status" else client.resources()
     if args.json or args.command == "resources":
-        _print_json(model)
+        print_json(model)
     else:
         print(
             f"aicloud {model['version']} ({model['mode']}) at {client.connection.url}"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aicloud.cli.common import add_retry_flags, add_simple_commands, follow, given, outcome, show
 from aicloud.cli.format import age, table
 from aicloud.client import AICloudClient, APIError
 from aicloud.notebooks import coerce_cli_value
@@ -18,10 +19,7 @@ def add_policy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name")
     parser.add_argument("--kernel", help="kernel to run in (default: the notebook's)")
     parser.add_argument("--cwd", help="working directory, relative to the server's root")
-    parser.add_argument("--timeout", type=int, dest="timeout_seconds", metavar="SECONDS")
-    parser.add_argument("--max-retries", type=int)
-    parser.add_argument("--retry-interval-ms", type=int, dest="min_retry_interval_millis")
-    parser.add_argument("--retry-on-timeout", action="store_true", default=None)
+    add_retry_flags(parser)
     parser.add_argument(
         "-p",
         "--parameter",
@@ -84,18 +82,19 @@ def add_parsers(commands) -> None:
     create.add_argument("--json", action="store_true")
     create.add_argument("target", nargs="*", metavar="NOTEBOOK | -- COMMAND")
 
-    listing = actions.add_parser("list", help="list schedules", description="List schedules.")
-    listing.add_argument("--json", action="store_true")
-    for name, text in (
-        ("show", "show one schedule"),
-        ("pause", "pause a schedule"),
-        ("resume", "resume a schedule (missed ticks are not fired)"),
-        ("delete", "delete a schedule (its runs stay)"),
-        ("runs", "show a schedule's runs"),
-    ):
-        sub = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        sub.add_argument("schedule_id", metavar="SCHEDULE")
-        sub.add_argument("--json", action="store_true")
+    add_simple_commands(actions, [("list", "list schedules")])
+    add_simple_commands(
+        actions,
+        [
+            ("show", "show one schedule"),
+            ("pause", "pause a schedule"),
+            ("resume", "resume a schedule (missed ticks are not fired)"),
+            ("delete", "delete a schedule (its runs stay)"),
+            ("runs", "show a schedule's runs"),
+        ],
+        "schedule_id",
+        "SCHEDULE",
+    )
     now = actions.add_parser(
         "run",
         help="run a schedule's job now",
@@ -135,7 +134,7 @@ def _policy(args: argparse.Namespace) -> dict[str, Any]:
         "min_retry_interval_millis",
         "retry_on_timeout",
     )
-    return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    return given(args, keys)
 
 
 def notebook_job(client: AICloudClient, args: argparse.Namespace, notebook: str) -> dict:
@@ -159,10 +158,6 @@ def download(client: AICloudClient, job_id: str, folder: str) -> list[Path]:
     return saved
 
 
-def _print(model: Any, as_json: bool, text: str) -> None:
-    print(json.dumps(model, indent=2) if as_json else text)
-
-
 def schedules_table(schedules: list[dict]) -> str:
     """One line per schedule."""
     rows = [
@@ -182,14 +177,12 @@ def schedules_table(schedules: list[dict]) -> str:
 def run_command(args: argparse.Namespace, client: AICloudClient) -> int:
     """Carry out ``run``, ``outputs`` or ``schedule ...``."""
     if args.command == "run":
-        from aicloud.cli.main import _follow, _outcome
-
         job = client.submit(notebook_job(client, args, args.notebook))
         if args.no_wait:
-            _print(job, args.json, job["id"])
+            show(job, args.json, job["id"])
             return 0
         print(f"aicloud: job {job['id']} running {args.notebook}", file=sys.stderr)
-        _follow(client, job["id"])
+        follow(client, job["id"])
         job = client.wait(job["id"])
         for output in client.outputs(job["id"]):
             print(
@@ -201,16 +194,16 @@ def run_command(args: argparse.Namespace, client: AICloudClient) -> int:
             for path in download(client, job["id"], args.download):
                 print(f"aicloud: saved {path}", file=sys.stderr)
         if args.json:
-            _print(job, True, "")
-        return _outcome(job)
+            show(job, True, "")
+        return outcome(job)
     if args.command == "outputs":
         if args.download:
             saved = download(client, args.job_id, args.download)
-            _print([str(p) for p in saved], args.json, "\n".join(map(str, saved)))
+            show([str(p) for p in saved], args.json, "\n".join(map(str, saved)))
             return 0
         outputs = client.outputs(args.job_id)
         text = table([[o["name"], str(o["size"])] for o in outputs], ["NAME", "BYTES"])
-        _print(outputs, args.json, text)
+        show(outputs, args.json, text)
         return 0
     return schedule_command(args, client)
 
@@ -229,17 +222,20 @@ def schedule_command(args: argparse.Namespace, client: AICloudClient) -> int:
                 raise APIError(400, "parameters: only notebook jobs take parameters")
             job = {"command": target, **{k: v for k, v in _policy(args).items() if k != "kernel"}}
         spec = {"job": job, "cron": args.cron, "timezone": args.tz}
-        for key in (
-            "max_concurrent_runs",
-            "overlap",
-            "catch_up",
-            "keep_last",
-            "webhook_url",
-            "snapshot",
-            "paused",
-        ):
-            if getattr(args, key) is not None:
-                spec[key] = getattr(args, key)
+        spec.update(
+            given(
+                args,
+                (
+                    "max_concurrent_runs",
+                    "overlap",
+                    "catch_up",
+                    "keep_last",
+                    "webhook_url",
+                    "snapshot",
+                    "paused",
+                ),
+            )
+        )
         if args.start:
             spec["start_at"] = args.start
         if args.end:
@@ -247,25 +243,25 @@ def schedule_command(args: argparse.Namespace, client: AICloudClient) -> int:
         if args.name:
             spec["name"] = args.name
         schedule = client.create_schedule(spec)
-        _print(schedule, args.json, f"{schedule['id']} next run {schedule['next_tick_at']}")
+        show(schedule, args.json, f"{schedule['id']} next run {schedule['next_tick_at']}")
         return 0
     if action == "list":
         page = client.schedules()
-        _print(page, args.json, schedules_table(page["schedules"]))
+        show(page, args.json, schedules_table(page["schedules"]))
         return 0
     if action == "show":
         schedule = client.schedule(args.schedule_id)
         text = "\n".join(f"{k + ':':<20}{v}" for k, v in schedule.items() if k != "job")
-        _print(schedule, args.json, text + f"\n{'job:':<20}{json.dumps(schedule['job'])}")
+        show(schedule, args.json, text + f"\n{'job:':<20}{json.dumps(schedule['job'])}")
         return 0
     if action in ("pause", "resume"):
         schedule = client.update_schedule(args.schedule_id, {"paused": action == "pause"})
         state = "paused" if schedule["paused"] else f"next run {schedule['next_tick_at']}"
-        _print(schedule, args.json, f"{schedule['id']} {state}")
+        show(schedule, args.json, f"{schedule['id']} {state}")
         return 0
     if action == "delete":
         client.delete_schedule(args.schedule_id)
-        _print({"id": args.schedule_id, "deleted": True}, args.json, f"{args.schedule_id} deleted")
+        show({"id": args.schedule_id, "deleted": True}, args.json, f"{args.schedule_id} deleted")
         return 0
     if action == "run":
         schedule = client.schedule(args.schedule_id)
@@ -274,7 +270,7 @@ def schedule_command(args: argparse.Namespace, client: AICloudClient) -> int:
         if args.parameter and not notebook:
             raise APIError(400, "parameters: only notebook jobs take parameters")
         job = client.run_schedule(args.schedule_id, parameters)
-        _print(job, args.json, job["id"])
+        show(job, args.json, job["id"])
         return 0
     page = client.schedule_runs(args.schedule_id)
     rows = [
@@ -287,5 +283,5 @@ def schedule_command(args: argparse.Namespace, client: AICloudClient) -> int:
         ]
         for j in page["jobs"]
     ]
-    _print(page, args.json, table(rows, ["ID", "TICK", "STATUS", "AGE", "REASON"]))
+    show(page, args.json, table(rows, ["ID", "TICK", "STATUS", "AGE", "REASON"]))
     return 0
