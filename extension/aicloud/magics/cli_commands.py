@@ -49,6 +49,13 @@ def parse_cli(words: list[str]) -> argparse.Namespace:
         raise MagicError(f"{' '.join(words[:1])}: {e}") from None
 
 
+def submit_here(magics, spec: dict) -> dict:
+    """Submit ``spec`` as a job launched from this cell (its ``origin``: notebook and cell)."""
+    if (found := origin(magics.shell)) is not None:
+        spec["origin"] = found
+    return magics.call("submit", spec)
+
+
 @subcommand(
     "submit",
     "start a job with the CLI's flags (aicloud submit)",
@@ -59,10 +66,7 @@ def submit(magics, line):
     args = parse_cli(["submit", *arg_split(line, posix=True)])
     if not args.module and not [a for a in args.argv if a != "--"]:
         raise MagicError("submit: nothing to run; give a command after --")
-    spec = spec_from_args(args)
-    if (found := origin(magics.shell)) is not None:
-        spec["origin"] = found
-    job = magics.call("submit", spec)
+    job = submit_here(magics, spec_from_args(args))
     magics.remember(job["id"])
     if args.follow or args.wait:
         print(f"aicloud: job {job['id']} submitted")
@@ -84,10 +88,7 @@ def submit(magics, line):
 def run(magics, line):
     """``%aicloud run NOTEBOOK -p k v``: a papermill job; its log streams, then its outputs."""
     args = parse_cli(["run", *arg_split(line, posix=True)])
-    spec = cli_notebooks.notebook_job(magics.client, args, args.notebook)
-    if (found := origin(magics.shell)) is not None:
-        spec["origin"] = found
-    job = magics.call("submit", spec)
+    job = submit_here(magics, cli_notebooks.notebook_job(magics.client, args, args.notebook))
     print(f"aicloud: job {job['id']} running {args.notebook}")
     if args.no_wait:
         return magics.watch(job["id"], wait=False)

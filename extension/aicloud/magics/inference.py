@@ -12,6 +12,25 @@ from aicloud.magics.cli_commands import cli_subparser, parse_cli
 from aicloud.magics.errors import MagicError
 from aicloud.magics.registry import subcommand
 
+#: ``(name, its line in the overview, an example)`` of each inference magic.
+MAGICS = (
+    (
+        "serve",
+        "serve a saved model over the Open Inference Protocol (v2): MODEL --name NAME",
+        "``%aicloud serve model.pt2 --name churn``: a serve job; prints its endpoint.",
+    ),
+    (
+        "predict",
+        "call a served model: TARGET DATA (a file, or a JSON list of rows)",
+        "``%aicloud predict churn data.npy``: the model's predictions.",
+    ),
+    (
+        "infer",
+        "score data files in a batch job: MODEL --data FILES --procs N [--wait]",
+        "``%aicloud infer model.pt2 --data 'data/*.npy' --procs 4 --wait``.",
+    ),
+)
+
 
 def _run(magics, name: str, line: str) -> None:
     args = parse_cli([name, *arg_split(line, posix=True)])
@@ -25,31 +44,14 @@ def _run(magics, name: str, line: str) -> None:
         raise MagicError(f"{name}: the job did not succeed (see above)")
 
 
-@subcommand(
-    "serve",
-    "serve a saved model over the Open Inference Protocol (v2): MODEL --name NAME",
-    parser=lambda: cli_subparser("serve"),
-)
-def serve(magics, line):
-    """``%aicloud serve model.pt2 --name churn``: a serve job; prints its endpoint."""
-    _run(magics, "serve", line)
+def _register(name: str, summary: str, example: str) -> None:
+    def run(magics, line):
+        _run(magics, name, line)
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = example
+    subcommand(name, summary, parser=lambda: cli_subparser(name))(run)
 
 
-@subcommand(
-    "predict",
-    "call a served model: TARGET DATA (a file, or a JSON list of rows)",
-    parser=lambda: cli_subparser("predict"),
-)
-def predict(magics, line):
-    """``%aicloud predict churn data.npy``: the model's predictions."""
-    _run(magics, "predict", line)
-
-
-@subcommand(
-    "infer",
-    "score data files in a batch job: MODEL --data FILES --procs N [--wait]",
-    parser=lambda: cli_subparser("infer"),
-)
-def infer(magics, line):
-    """``%aicloud infer model.pt2 --data 'data/*.npy' --procs 4 --wait``."""
-    _run(magics, "infer", line)
+for _name, _summary, _example in MAGICS:
+    _register(_name, _summary, _example)
