@@ -35,12 +35,17 @@ def _tf_task() -> tuple[int, int] | None:
     return int(config.get("task", {}).get("index", 0)), max(1, len(workers))
 
 
+def _torch_or_tf(variable: str, field: int, outside: int) -> int:
+    """torchrun's ``variable``, else ``field`` of :func:`_tf_task`, else ``outside``."""
+    if variable in os.environ:
+        return int(os.environ[variable])
+    task = _tf_task()
+    return task[field] if task else outside
+
+
 def rank() -> int:
     """This process's global rank (torchrun's ``RANK``, or the TF worker index); 0 outside."""
-    if "RANK" in os.environ:
-        return int(os.environ["RANK"])
-    task = _tf_task()
-    return task[0] if task else 0
+    return _torch_or_tf("RANK", 0, 0)
 
 
 def local_rank() -> int:
@@ -49,11 +54,8 @@ def local_rank() -> int:
 
 
 def world_size() -> int:
-    """How many processes the job has; 1 outside."""
-    if "WORLD_SIZE" in os.environ:
-        return int(os.environ["WORLD_SIZE"])
-    task = _tf_task()
-    return task[1] if task else 1
+    """How many processes the job has (``WORLD_SIZE``, or the TF workers); 1 outside."""
+    return _torch_or_tf("WORLD_SIZE", 1, 1)
 
 
 def is_chief() -> bool:
