@@ -121,14 +121,16 @@ class InferenceOptions(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> InferenceOptions:
-        if self.format is None and self.model_class is not None:
+        # model_class goes with format 'state_dict', and implies it when no format is given.
+        if self.model_class is None:
+            if self.format is ModelFormat.state_dict:
+                raise ValueError("model_class is required for format 'state_dict'")
+            if self.model_kwargs:
+                raise ValueError("model_kwargs go with model_class")
+        elif self.format is None:
             self.format = ModelFormat.state_dict
-        if self.format is ModelFormat.state_dict and self.model_class is None:
-            raise ValueError("model_class is required for format 'state_dict'")
-        if self.model_class is not None and self.format is not ModelFormat.state_dict:
+        elif self.format is not ModelFormat.state_dict:
             raise ValueError("model_class is only for format 'state_dict'")
-        if self.model_kwargs and self.model_class is None:
-            raise ValueError("model_kwargs go with model_class")
         return self
 
     @property
