@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -31,13 +31,36 @@ class ServiceNotFound(RuntimeError):
     """No aicloud service could be found."""
 
 
-class APIError(RuntimeError):
-    """The service answered with an error; ``message`` is its own words."""
+class ErrorAnswer(RuntimeError):
+    """An HTTP server answered with an error ``status``; ``message`` is its own words."""
 
     def __init__(self, status: int, message: str):
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+class APIError(ErrorAnswer):
+    """The service answered with an error; ``message`` is its own words."""
+
+
+_Client = TypeVar("_Client", bound="HTTPClient")
+
+
+class HTTPClient:
+    """A client over one ``httpx.Client`` (``self._http``), closed by ``with`` or :meth:`close`."""
+
+    _http: httpx.Client
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self: _Client) -> _Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -94,7 +117,7 @@ def discover(environ: dict[str, str] | None = None, runtime_dir: Path | None = N
     )
 
 
-class AICloudClient:
+class AICloudClient(HTTPClient):
     """Calls the REST API; every method returns the API's JSON models."""
 
     def __init__(self, connection: Connection | None = None, timeout: float = 60.0):
@@ -104,16 +127,6 @@ class AICloudClient:
         )
         base = self.connection.url.rstrip("/") + "/" + API_PATH + "/"
         self._http = httpx.Client(base_url=base, headers=headers, timeout=timeout)
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
-
-    def __enter__(self) -> AICloudClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         """One request; an error status raises :class:`APIError` with the server's message."""

@@ -7,35 +7,21 @@ from typing import Any
 import httpx
 import numpy as np
 
+from aicloud.client import ErrorAnswer, HTTPClient
 from aicloud.inference.loading import NUMPY_TYPES, datatype_of
 from aicloud.inference.options import Datatype
 
 
-class V2Error(RuntimeError):
+class V2Error(ErrorAnswer):
     """The model server answered with an error; ``message`` is its own words."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
 
-
-class V2Client:
+class V2Client(HTTPClient):
     """Calls one v2 model server at ``url`` (``http://host:port``)."""
 
     def __init__(self, url: str, timeout: float = 60.0, headers: dict[str, str] | None = None):
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
-
-    def __enter__(self) -> V2Client:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def _get(self, path: str, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
         response = self._http.get(path)
