@@ -68,7 +68,12 @@ def test_manifest_is_valid_and_runs_the_aicloud_server():
     (container,) = manifest["spec"]["predictor"]["containers"]
     assert container["image"] == "ghcr.io/acme/aicloud:1.0"
     assert container["command"] == ["python", "-m", "aicloud.inference.server"]
-    assert "--model=/mnt/models/churn.pt" in container["args"]
+    # The server takes relative model paths only: it works where the storage initializer
+    # downloads to, and binds every address so that the kubelet's probes on the pod IP pass.
+    assert container["workingDir"] == "/mnt/models"
+    assert "--model=churn.pt" in container["args"]
+    assert "--host=0.0.0.0" in container["args"] and "--port=8080" in container["args"]
+    assert container["readinessProbe"] == {"httpGet": {"path": "/v2/health/ready", "port": 8080}}
     assert "--max-batch-size=16" in container["args"] and "--input-shape=4" in container["args"]
     assert {"name": "STORAGE_URI", "value": "s3://models/churn"} in container["env"]
     assert container["resources"] == {

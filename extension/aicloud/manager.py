@@ -28,7 +28,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import psutil
-from sqlalchemy import update
 from traitlets import Float, Instance, Unicode
 from traitlets.config import LoggingConfigurable
 
@@ -41,6 +40,7 @@ from aicloud.runs import list_run_files, make_run_dir, open_run_file, read_run_f
 from aicloud.runtime import METRICS_FILE
 from aicloud.spec import ACTIVE_STATUSES, JobKind, JobSpec, JobStatus, ReasonCode
 from aicloud.store import Attempt, DuplicateIdempotencyToken, Job, JobStore, utcnow
+from aicloud.store.store import Admission
 
 LOG_NAME = "output.log"
 
@@ -85,10 +85,80 @@ def metric_point(line: str) -> dict | None:
     return point
 
 
+class TickLoop:
+    """A background task that runs ``await tick()`` again and again until stopped.
+
+    After each pass it sleeps ``sleep_time()`` seconds, or less if :meth:`wake` is called.
+    The manager follows jobs with one, the scheduler fires schedules with another.
+    """
+
+    def __init__(self, name: str, tick, sleep_time, log, failure: str):
+        self.name, self.tick, self.sleep_time, self.log = name, tick, sleep_time, log
+        self.failure = failure
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        """Start the task, unless it runs already."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        """Stop the task and wait for it to end."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        """Run the next pass now."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:  # asyncio.wait_for of 3.11 may swallow a cancel
+            try:
+                await self.tick()
+            except Exception:
+                self.log.exception(self.failure)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.sleep_time())
+            self._wake.clear()
+
+
+class Quota:
+    """A limit on what one owner's active jobs hold together, taken as each job is made.
+
+    Every way a job is made (``POST /jobs``, a rerun, a schedule's tick, a run now) goes
+    through :meth:`JobManager.submit`, which awaits :meth:`admission` before it stores the
+    job. None lets the job in unchecked. Otherwise the returned ``admit(active_specs)`` is
+    called by the store under the owner's lock, inside the transaction that inserts the job,
+    with the specs (JSON form) of the owner's queued, starting and running jobs; it raises an
+    :class:`~aicloud.errors.AICloudError` (answered with its status) to refuse. So two
+    submissions at once can never both pass on the same count, from one server or several.
+
+    The hub home sets :class:`aicloud.hub.quota.HubQuota` (GPUs per hub group); the
+    standalone home has none.
+    """
+
+    async def admission(self, spec: JobSpec, owner: str) -> Admission | None:
+        """The check of one new job of ``owner`` (may ask elsewhere first), or None."""
+        return None
+
+
 class JobManager(LoggingConfigurable):
     """Owns the life of every job. Handlers, the scheduler and tests all go through it."""
 
     store = Instance(JobStore)
+    quota = Instance(
+        Quota,
+        allow_none=True,
+        help="The limit every new job must pass, atomically with its insert (see Quota); "
+        "None: no limit. The hub home sets its GPU quota here.",
+    )
     root_dir = Unicode(help="Directory that job working directories must stay inside.")
     home_dir_template = Unicode(
         "",
@@ -119,10 +189,14 @@ class JobManager(LoggingConfigurable):
         super().__init__(**kwargs)
         self.backends = backends
         self.service_env = service_env
-        self._wake = asyncio.Event()
         self._next_due = None  # the earliest ``not_before`` of a queued job
-        self._task: asyncio.Task | None = None
-        self._stopping = False
+        self._loop = TickLoop(
+            "aicloud-job-manager",
+            self.tick,
+            self._sleep_time,
+            self.log,
+            "aicloud: error while following jobs",
+        )
         self._busy: set[str] = set()  # jobs being started or cancelled by this process
         self._listeners: list = []
         self._pending: set[asyncio.Task] = set()
@@ -148,35 +222,18 @@ class JobManager(LoggingConfigurable):
     def start(self) -> None:
         """Start following jobs; jobs that ran before a restart are picked up again."""
         make_run_dir(self.runs_dir)
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._follow(), name="aicloud-job-manager")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop following jobs. Running jobs keep running and are re-attached next start."""
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         for backend in self.backends.values():
             backend.unwatch_all()
             await backend.close()
 
-    async def _follow(self) -> None:
-        while not self._stopping:  # asyncio.wait_for of 3.11 may swallow a cancel
-            try:
-                await self.tick()
-            except Exception:
-                self.log.exception("aicloud: error while following jobs")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._sleep_time())
-            self._wake.clear()
-
     def wake(self) -> None:
         """Look at the jobs now (an attempt ended, a job was submitted or cancelled)."""
-        self._wake.set()
+        self._loop.wake()
 
     def _sleep_time(self) -> float:
         """Until the next look: the poll interval, or sooner when a retry falls due."""
@@ -279,16 +336,18 @@ class JobManager(LoggingConfigurable):
         self.store.add_job(job, tags=spec.tags)
         return job
 
-    def submit(self, spec: JobSpec, owner: str, **links) -> Job:
-        """Validate and store a job; it starts on the next tick (right away).
+    async def submit(self, spec: JobSpec, owner: str, **links) -> Job:
+        """Validate, pass the quota, and store a job; it starts on the next tick (right away).
 
-        ``links`` (``schedule_id``, ``scheduled_for``) tie a run to its schedule's tick.
+        The one way a job is made. ``links`` (``schedule_id``, ``scheduled_for``) tie a run to
+        its schedule's tick. The quota (:class:`Quota`) is taken in the insert's transaction.
         """
         self.validate(spec, owner)
+        admit = await self.quota.admission(spec, owner) if self.quota is not None else None
         job = self._new_job(spec, owner, JobStatus.queued, **links)
         run_dir = Path(job.run_dir)
         try:
-            self.store.add_job(job, tags=spec.tags)
+            self.store.add_job(job, tags=spec.tags, admit=admit)
         except DuplicateIdempotencyToken as e:
             raise JobConflict(f"idempotency_token: already used by job {e.job_id}") from None
         make_run_dir(run_dir)
@@ -445,40 +504,14 @@ class JobManager(LoggingConfigurable):
         again) before anything starts.
         """
         number = job.attempt_count + 1
-        with self.store.session() as session:
-            result = session.execute(
-                update(Job)
-                .where(
-                    Job.id == job.id,
-                    Job.status == JobStatus.queued.value,
-                    Job.attempt_count == job.attempt_count,
-                    Job.cancel_requested_at.is_(None),
-                )
-                .values(
-                    status=JobStatus.starting.value,
-                    attempt_count=number,
-                    started_at=job.started_at or utcnow(),
-                    not_before=None,
-                    reason=None,
-                )
-            )
-            if result.rowcount != 1:
-                session.rollback()
-                return False
-            session.add(
-                Attempt(
-                    job_id=job.id,
-                    number=number,
-                    status=JobStatus.starting.value,
-                    handle={"launch": launch},
-                )
-            )
-            session.commit()
-            return True
+        attempt = Attempt(number=number, status=JobStatus.starting.value, handle={"launch": launch})
+        return self.store.claim_attempt(
+            job, attempt, started_at=job.started_at or utcnow(), not_before=None, reason=None
+        )
 
     def job_env(self, job: Job, spec: JobSpec, attempt: int) -> dict[str, str]:
-        """The environment of a job's processes: the server's, the user's, then aicloud's."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        """The job's own environment: the owner's login, the user's variables, aicloud's."""
+        env = {"PYTHONUNBUFFERED": "1"}  # the local backend puts the server's beneath
         if self.home_dir_template:  # the owner's login, not the service's
             env.update(HOME=str(self.root_for(job.owner)), USER=job.owner, LOGNAME=job.owner)
         env.update(spec.env)
@@ -700,42 +733,15 @@ class JobManager(LoggingConfigurable):
                 "finished_at": now,
                 "exit_code": exit_code,
             }
-        with self.store.session() as session:
-            claimed = session.execute(
-                update(Attempt)
-                .where(
-                    Attempt.job_id == job_id,
-                    Attempt.number == number,
-                    Attempt.status.in_([JobStatus.starting.value, JobStatus.running.value]),
-                )
-                .values(
-                    status=attempt_status.value,
-                    finished_at=now,
-                    exit_code=exit_code,
-                    reason_code=code.value,
-                    reason=reason,
-                )
-            )
-            if claimed.rowcount != 1:
-                session.rollback()
-                return  # another server, or a cancel, ended it first
-            if retry:  # unless a cancel came in meanwhile: the tick then ends the job
-                session.execute(
-                    update(Job)
-                    .where(
-                        Job.id == job_id,
-                        Job.status.in_([s.value for s in ACTIVE_STATUSES]),
-                        Job.cancel_requested_at.is_(None),
-                    )
-                    .values(**job_fields)
-                )
-            else:
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.status.in_([s.value for s in ACTIVE_STATUSES]))
-                    .values(**job_fields)
-                )
-            session.commit()
+        attempt_fields = {
+            "status": attempt_status.value,
+            "finished_at": now,
+            "exit_code": exit_code,
+            "reason_code": code.value,
+            "reason": reason,
+        }
+        if not self.store.end_attempt(job_id, number, attempt_fields, job_fields, retry):
+            return  # another server, or a cancel, ended it first
         self.wake()  # time the retry, or start jobs that waited for this one's resources
         if not retry:
             self._emit(job_id, attempt_status.value)

@@ -3,8 +3,11 @@
 The predictor is a custom container running aicloud's own model server from the job's
 ``image`` (which must have aicloud and the model's framework installed), so that the same
 formats, batching and error answers hold on the cluster. KServe's storage initializer
-downloads ``storage_uri`` (``STORAGE_URI``) into ``/mnt/models``; the server listens on 8080,
-the port KServe routes to, and speaks the Open Inference Protocol v2 (the same routes).
+downloads ``storage_uri`` (``STORAGE_URI``: the model file itself, or a folder that holds it
+under its own name) into ``/mnt/models``. The container works in ``/mnt/models`` and names the
+model relative to it (the server takes relative model paths only). The server listens on
+``0.0.0.0:8080``, the port KServe routes to and the kubelet probes on the pod's IP, and speaks
+the Open Inference Protocol v2 (the same routes).
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from aicloud.errors import InvalidSpec
 from aicloud.spec import JobKind, JobSpec
 
 MODEL_DIR = "/mnt/models"
+HOST = "0.0.0.0"  # every address: the kubelet's probes and KServe's Service reach the pod IP
 PORT = 8080
+READY_PATH = "/v2/health/ready"
+LIVE_PATH = "/v2/health/live"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -50,18 +56,24 @@ def _resources(spec: JobSpec) -> dict[str, Any]:
     return result
 
 
+def model_file(spec: JobSpec) -> str:
+    """The model's name in :data:`MODEL_DIR`, where the storage initializer puts it."""
+    assert spec.inference is not None
+    return PurePosixPath(spec.inference.model).name
+
+
 def server_args(spec: JobSpec) -> list[str]:
-    """The model server's arguments inside the container."""
+    """The model server's arguments inside the container, which works in :data:`MODEL_DIR`."""
     options = spec.inference
     assert options is not None
-    model = f"{MODEL_DIR}/{PurePosixPath(options.model).name}"
     args = [
-        f"--model={model}",
+        f"--model={model_file(spec)}",
         f"--format={options.resolved_format.value}",
         f"--name={options.model_name or service_name(spec)}",
         f"--datatype={options.datatype.value}",
         f"--max-batch-size={options.max_batch_size}",
         f"--max-wait-ms={options.max_wait_ms:g}",
+        f"--host={HOST}",
         f"--port={PORT}",
     ]
     if options.input_shape is not None:
@@ -99,10 +111,11 @@ def inference_service(
         "image": spec.image,
         "command": ["python", "-m", "aicloud.inference.server"],
         "args": server_args(spec),
+        "workingDir": MODEL_DIR,
         "env": env,
         "ports": [{"containerPort": PORT, "name": "http1", "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": PORT}},
-        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}},
+        "readinessProbe": {"httpGet": {"path": READY_PATH, "port": PORT}},
+        "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": PORT}},
     }
     resources = _resources(spec)
     if resources:

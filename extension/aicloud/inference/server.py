@@ -10,8 +10,11 @@ Routes (``NAME`` is the model's name, ``VERSION`` its only version, ``1``):
 - ``GET /v2/models/NAME/stats``: request, row and model-call counts (aicloud's own extension).
 
 Errors are ``{"error": message}`` with a 4xx status; the server keeps serving. It binds
-127.0.0.1 (a free port unless one is given), loads the model in a thread while it already
-answers ``live``, and then writes the endpoint file that clients find it by.
+127.0.0.1 unless ``--host`` (or the config's ``host``) says otherwise, on a free port unless one
+is given, loads the model in a thread while it already answers ``live``, and then writes the
+endpoint file that clients find it by. The URL it advertises there is the config's
+``advertise_url``, else ``http://<host>:<port>``; a server on every address (``0.0.0.0``)
+advertises this machine's address (a pod's IP), since ``0.0.0.0`` reaches nobody.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,8 @@ from aicloud.inference.protocol import (
 
 VERSION = "1"
 MAX_BODY = 256 * 2**20
+DEFAULT_HOST = "127.0.0.1"
+ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
 class ModelState:
@@ -220,13 +226,34 @@ def write_endpoint(path: Path, url: str, name: str) -> None:
     os.replace(temporary, path)
 
 
-async def serve(state: ModelState, port: int, endpoint_file: Path | None) -> None:
+def advertised_url(host: str, port: int) -> str:
+    """``http://<host>:<port>``; for a server on every address, this machine's own address."""
+    if host in ANY_ADDRESS:
+        name = socket.gethostname()
+        try:
+            host = socket.gethostbyname(name)  # the pod's IP, as ``hostname -i`` gives it
+        except OSError:
+            host = name
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def serve(
+    state: ModelState,
+    port: int,
+    endpoint_file: Path | None,
+    host: str = DEFAULT_HOST,
+    advertise_url: str | None = None,
+) -> None:
     """Listen, load the model, announce the endpoint, and serve until SIGTERM or SIGINT."""
-    sockets = netutil.bind_sockets(port, address="127.0.0.1")
+    sockets = netutil.bind_sockets(port, address=host or None)
     server = httpserver.HTTPServer(make_app(state), max_body_size=MAX_BODY, xheaders=False)
     server.add_sockets(sockets)
-    url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    print(f"listening on {url}; loading {state.options.model}", flush=True)
+    bound = sockets[0].getsockname()[1]
+    url = (advertise_url or advertised_url(host, bound)).rstrip("/")
+    where = url if url == f"http://{host}:{bound}" else f"{url} (bound to {host}:{bound})"
+    print(f"listening on {where}; loading {state.options.model}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, state.load)
     print(f"serving model {state.name!r} at {url}/v2/models/{state.name}", flush=True)
     if endpoint_file is not None:
@@ -254,6 +281,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help="without --config: the address to bind (0.0.0.0 in a pod, for its probes)",
+    )
     parser.add_argument("--endpoint-file", type=Path)
     return parser.parse_args(argv)
 
@@ -266,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         options = InferenceOptions.model_validate(config["options"])
         name, cwd = config["name"], Path(config["cwd"])
         endpoint_file = Path(config["endpoint_file"])
+        host = config.get("host") or DEFAULT_HOST
+        advertise_url = config.get("advertise_url")
     elif args.model:
         fields: dict[str, Any] = {
             "model": args.model,
@@ -278,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.input_shape:
             fields["input_shape"] = [int(d) for d in args.input_shape.split(",")]
         options, name, cwd = InferenceOptions.model_validate(fields), args.name, Path.cwd()
-        endpoint_file = args.endpoint_file
+        endpoint_file, host, advertise_url = args.endpoint_file, args.host, None
     else:
         print("aicloud: give --config, or --model", file=sys.stderr)
         return 2
@@ -287,11 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     from aicloud.inference.runner import fail
 
     try:
-        asyncio.run(serve(ModelState(name, options, cwd), port, endpoint_file))
+        state = ModelState(name, options, cwd)
+        asyncio.run(serve(state, port, endpoint_file, host, advertise_url))
     except ModelLoadError as e:
         return fail(str(e))
     except OSError as e:
-        return fail(f"inference.port: cannot listen on {port}: {e.strerror}")
+        return fail(f"inference.port: cannot listen on {host}:{port}: {e.strerror or e}")
     return 0
 
 
