@@ -10,7 +10,7 @@ import argparse
 import html
 import json
 import os
-from functools import cache
+from functools import cache, update_wrapper
 from urllib.parse import quote
 
 from IPython.core.error import UsageError
@@ -49,6 +49,21 @@ def parse_cli(words: list[str]) -> argparse.Namespace:
         raise MagicError(f"{' '.join(words[:1])}: {e}") from None
 
 
+def cli_subcommand(name: str, help: str):
+    """Register ``%aicloud NAME`` with the parser of ``aicloud NAME``: the decorated function
+    is called as ``func(magics, args)`` with the line parsed as the CLI would parse it."""
+
+    def decorate(func):
+        def run(magics, line):
+            return func(magics, parse_cli([name, *arg_split(line, posix=True)]))
+
+        update_wrapper(run, func)
+        subcommand(name, help, parser=lambda: cli_subparser(name))(run)
+        return func
+
+    return decorate
+
+
 def submit_here(magics, spec: dict) -> dict:
     """Submit ``spec`` as a job launched from this cell (its ``origin``: notebook and cell)."""
     if (found := origin(magics.shell)) is not None:
@@ -56,14 +71,9 @@ def submit_here(magics, spec: dict) -> dict:
     return magics.call("submit", spec)
 
 
-@subcommand(
-    "submit",
-    "start a job with the CLI's flags (aicloud submit)",
-    parser=lambda: cli_subparser("submit"),
-)
-def submit(magics, line):
+@cli_subcommand("submit", "start a job with the CLI's flags (aicloud submit)")
+def submit(magics, args):
     """``%aicloud submit [flags] -- COMMAND``: like ``aicloud submit``, linked to this cell."""
-    args = parse_cli(["submit", *arg_split(line, posix=True)])
     if not args.module and not [a for a in args.argv if a != "--"]:
         raise MagicError("submit: nothing to run; give a command after --")
     job = submit_here(magics, spec_from_args(args))
@@ -80,14 +90,9 @@ def submit(magics, line):
     return None
 
 
-@subcommand(
-    "run",
-    "run a notebook as a job (-p NAME VALUE), wait, and link its outputs",
-    parser=lambda: cli_subparser("run"),
-)
-def run(magics, line):
+@cli_subcommand("run", "run a notebook as a job (-p NAME VALUE), wait, and link its outputs")
+def run(magics, args):
     """``%aicloud run NOTEBOOK -p k v``: a papermill job; its log streams, then its outputs."""
-    args = parse_cli(["run", *arg_split(line, posix=True)])
     job = submit_here(magics, cli_notebooks.notebook_job(magics.client, args, args.notebook))
     print(f"aicloud: job {job['id']} running {args.notebook}")
     if args.no_wait:

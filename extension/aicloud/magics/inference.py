@@ -5,12 +5,9 @@ Same flags as ``aicloud serve|predict|infer`` (the CLI's parser); failures are o
 
 from __future__ import annotations
 
-from IPython.utils.process import arg_split
-
 from aicloud.cli import inference as cli_inference
-from aicloud.magics.cli_commands import cli_subparser, parse_cli
+from aicloud.magics.cli_commands import cli_subcommand
 from aicloud.magics.errors import MagicError
-from aicloud.magics.registry import subcommand
 
 #: ``(name, its line in the overview, an example)`` of each inference magic.
 MAGICS = (
@@ -32,8 +29,7 @@ MAGICS = (
 )
 
 
-def _run(magics, name: str, line: str) -> None:
-    args = parse_cli([name, *arg_split(line, posix=True)])
+def _run(magics, name: str, args) -> None:
     from aicloud.inference.v2client import V2Error
 
     try:
@@ -45,12 +41,12 @@ def _run(magics, name: str, line: str) -> None:
 
 
 def _register(name: str, summary: str, example: str) -> None:
-    def run(magics, line):
-        _run(magics, name, line)
+    def run(magics, args):
+        _run(magics, name, args)
 
     run.__name__ = run.__qualname__ = name
     run.__doc__ = example
-    subcommand(name, summary, parser=lambda: cli_subparser(name))(run)
+    cli_subcommand(name, summary)(run)
 
 
 for _name, _summary, _example in MAGICS:
