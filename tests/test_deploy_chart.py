@@ -1,0 +1,573 @@
+"""The z2jh deployment as shipped: values, hub config, PVCs, RBAC and images fit together.
+
+- ``spawner_config/kubernetes/values.yaml``, merged over z2jh 4.4.0's defaults as Helm does,
+  is valid against z2jh's own values schema (vendored in ``tests/schemas/z2jh``);
+- ``jupyterhub_config.py``, loaded with the environment those values give the hub pod,
+  enables the Kubernetes backend with the claims, paths, uid and accounts of the values, the
+  PVC manifest and the RBAC;
+- the RBAC binds z2jh's ``hub`` service account and grants every request the backend makes
+  (recorded from a run of each kind of job against the fake API server of ``k8s_fake.py``);
+- every Dockerfile is hadolint-clean, runs as the one uid 1000 (gid 100), and installs aicloud
+  from a wheel built from the build context, never from a package index.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import kubernetes_validate.utils
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+from kubespawner import KubeSpawner
+from traitlets.config import PyFileConfigLoader
+from traitlets.config.loader import KVArgParseConfigLoader
+
+from aicloud._version import __version__
+from aicloud.app import AICloudApp
+from aicloud.backends.base import Attempt
+from aicloud.backends.kubernetes.backend import KubernetesBackend
+from aicloud.backends.kubernetes.builders import MANAGED_BY, expand_owner
+from aicloud.hub import SERVICE_NAME
+from aicloud.launchers import LaunchContext, launcher_for
+from aicloud.spec import JobSpec
+from tests import k8s_schemas
+from tests.k8s_fake import FakeKubernetes
+from tests.k8s_schemas import KUBERNETES_VERSIONS, k8s_errors, validate_k8s_object
+from tests.test_k8s_controller import make_backend, outcome_of, until
+
+ROOT = Path(__file__).parent.parent
+KUBE = ROOT / "spawner_config" / "kubernetes"
+IMAGES = ROOT / "spawner_config" / "images"
+Z2JH = Path(__file__).parent / "schemas" / "z2jh"
+HADOLINT = str(Path(sys.executable).with_name("hadolint"))
+DOCKERFILES = sorted([*IMAGES.glob("*.Dockerfile"), *IMAGES.glob("*/Dockerfile")])
+NAMESPACE = "jupyterhub"
+
+
+def load(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def values() -> dict:
+    return yaml.safe_load((KUBE / "values.yaml").read_text())
+
+
+def helm_merge(defaults: dict, overrides: dict) -> dict:
+    """Helm's coalescing of a chart's values with the user's: maps merge, anything else is
+    replaced, and a null removes the chart's key."""
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = helm_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def z2jh_errors(user_values: dict) -> list[str]:
+    schema = yaml.safe_load((Z2JH / "values.schema.json").read_text())
+    defaults = yaml.safe_load((Z2JH / "values.yaml").read_text())
+    merged = helm_merge(defaults, user_values)
+    return [
+        f"{list(e.absolute_path)}: {e.message}" for e in Draft7Validator(schema).iter_errors(merged)
+    ]
+
+
+def z2jh_hub_service_account(user_values: dict) -> str:
+    """The name z2jh 4.4.0 gives the hub's service account (_helpers-names.tpl)."""
+    name = (user_values.get("hub", {}).get("serviceAccount") or {}).get("name")
+    if name:
+        return name
+    fullname = user_values.get("fullnameOverride", "")
+    assert fullname == "", "with a fullname the account is <fullname>-hub"
+    return "hub"
+
+
+# -- the values --------------------------------------------------------------------------------
+
+
+def installed_values() -> dict:
+    """The values as the documented ``helm upgrade --install`` gives them: values.yaml plus
+    the two ``--set-file`` of its first lines."""
+    text = (KUBE / "values.yaml").read_text()
+    set_files = re.findall(r"--set-file hub\.extraFiles\.([\w-]+)\.stringData=(\S+)", text)
+    assert {name for name, _ in set_files} == set(values()["hub"]["extraFiles"])
+    files = {name: {"stringData": (ROOT / path).read_text()} for name, path in set_files}
+    return helm_merge(values(), {"hub": {"extraFiles": files}})
+
+
+def test_values_are_valid_for_z2jh_and_the_schema_refuses_a_misspelt_key():
+    assert z2jh_errors(installed_values()) == []
+    # Without the --set-file the files have no content, which z2jh refuses.
+    assert any("extraFiles" in e for e in z2jh_errors(values()))
+    misspelt = helm_merge(installed_values(), {"hub": {"extraVolumeMount": []}})
+    assert any("extraVolumeMount" in e for e in z2jh_errors(misspelt))
+    assert "--version " + k8s_schemas.Z2JH_VERSION in (KUBE / "values.yaml").read_text()
+
+
+def test_kubernetes_objects_inside_the_values_are_valid():
+    hub = values()["hub"]
+    for version in KUBERNETES_VERSIONS:
+        for volume in hub["extraVolumes"]:
+            errors = k8s_schemas.core_validator(version, "io.k8s.api.core.v1.Volume")
+            assert list(errors.iter_errors(volume)) == []
+        for mount in hub["extraVolumeMounts"]:
+            errors = k8s_schemas.core_validator(version, "io.k8s.api.core.v1.VolumeMount")
+            assert list(errors.iter_errors(mount)) == []
+        name = "io.k8s.api.networking.v1.NetworkPolicyIngressRule"
+        for rule in hub["networkPolicy"]["ingress"]:
+            assert list(k8s_schemas.core_validator(version, name).iter_errors(rule)) == []
+
+
+def test_the_runs_volume_is_mounted_in_the_hub_pod_at_the_services_runs_directory():
+    hub = values()["hub"]
+    (pvc,) = load(KUBE / "aicloud-storage.yaml")
+    validate_k8s_object(pvc)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    (volume,) = [v for v in hub["extraVolumes"] if "persistentVolumeClaim" in v]
+    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    (mount,) = [m for m in hub["extraVolumeMounts"] if m["name"] == volume["name"]]
+    assert mount["mountPath"] == hub["extraEnv"]["AICLOUD_DATA_DIR"] + "/runs"
+    assert hub["extraEnv"]["AICLOUD_RUNS_CLAIM"] == pvc["metadata"]["name"]
+    # Homes: z2jh's claim-{username}, from a class that can give ReadWriteMany as the runs PVC.
+    storage = values()["singleuser"]["storage"]
+    assert storage["type"] == "dynamic"
+    assert storage["dynamic"]["storageAccessModes"] == ["ReadWriteMany"]
+    assert storage["dynamic"]["storageClass"] == pvc["spec"]["storageClassName"]
+
+
+def test_one_uid_in_the_hub_user_and_job_pods():
+    v = values()
+    assert v["hub"]["containerSecurityContext"]["runAsUser"] == v["singleuser"]["uid"] == 1000
+    assert v["hub"]["containerSecurityContext"]["runAsGroup"] == v["singleuser"]["fsGid"] == 100
+    assert v["hub"]["podSecurityContext"]["fsGroup"] == 100
+    assert v["hub"]["extraEnv"]["AICLOUD_UID"] == str(v["singleuser"]["uid"])
+    assert v["hub"]["extraEnv"]["AICLOUD_GID"] == str(v["singleuser"]["fsGid"])
+
+
+def test_job_pods_may_reach_the_service_port():
+    rules = values()["hub"]["networkPolicy"]["ingress"]
+    (rule,) = [r for r in rules if {"port": 10101} in r["ports"]]
+    selectors = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    assert {MANAGED_BY: "aicloud"} in selectors  # every job pod carries it
+    assert {"hub.jupyter.org/network-access-hub": "true"} in selectors  # user servers
+
+
+# -- the hub config ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hub_config(monkeypatch, tmp_path):
+    """jupyterhub_config.py loaded with the hub pod's environment (the values' extraEnv, and
+    what Kubernetes and z2jh set); the catalog at its path in this checkout."""
+    for name, value in values()["hub"]["extraEnv"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("POD_NAMESPACE", NAMESPACE)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setenv("AICLOUD_CATALOG", str(ROOT / "spawner_config" / "hardware.yaml"))
+    monkeypatch.setenv("AICLOUD_DATA_DIR", str(tmp_path))
+    return PyFileConfigLoader(str(KUBE / "jupyterhub_config.py")).load_config()
+
+
+def service_of(config) -> dict:
+    (service,) = [s for s in config.JupyterHub.services if s["name"] == SERVICE_NAME]
+    return service
+
+
+def service_config(config):
+    """The traitlets config the service process gets from its command line."""
+    command = service_of(config)["command"]
+    assert command[1:3] == ["-m", "aicloud.hub.service"]
+    return KVArgParseConfigLoader(command[3:]).load_config()
+
+
+def test_the_service_runs_jobs_on_kubernetes_only(hub_config):
+    app = AICloudApp(config=service_config(hub_config))
+    assert app.backends == ["kubernetes"]  # nothing runs in the hub pod
+    assert app.notebook_pool_size == 0
+
+
+def test_the_kubernetes_backend_gets_the_claims_paths_uid_and_accounts_of_the_chart(hub_config):
+    v, (pvc,), rbac = (
+        values(),
+        load(KUBE / "aicloud-storage.yaml"),
+        load(KUBE / "aicloud-rbac.yaml"),
+    )
+    backend = KubernetesBackend(config=service_config(hub_config))
+    assert backend.namespace == NAMESPACE == pvc["metadata"]["namespace"]
+    assert backend.runs_claim == pvc["metadata"]["name"]
+    assert backend.runs_subpath == ""  # the claim's root is the runs directory
+    storage = v["singleuser"]["storage"]
+    assert backend.workspace_claim == storage["dynamic"]["pvcNameTemplate"] == "claim-{username}"
+    assert backend.workspace_path == storage["homeMountPath"]
+    assert backend.default_uid == v["singleuser"]["uid"]
+    assert backend.run_as_group == v["singleuser"]["fsGid"]
+    (jobs_account,) = [d for d in rbac if d["kind"] == "ServiceAccount"]
+    assert backend.service_account == jobs_account["metadata"]["name"]
+    assert jobs_account["automountServiceAccountToken"] is False
+    assert backend.catalog_path == str(ROOT / "spawner_config" / "hardware.yaml")
+    assert (
+        v["hub"]["extraEnv"]["AICLOUD_CATALOG"] == v["hub"]["extraFiles"]["hardware"]["mountPath"]
+    )
+    for image, flavour in ((backend.worker_image, "cpu"), (backend.worker_gpu_image, "cuda")):
+        assert image == f"ghcr.io/aicloud/worker-{flavour}:{__version__}"
+        assert (IMAGES / f"worker-{flavour}.Dockerfile").exists()
+    # Jobs start in the owner's home, where job pods mount it.
+    assert f"--ServerApp.root_dir={storage['homeMountPath']}" in service_of(hub_config)["command"]
+    # In-cluster configuration: a hub-managed service inherits almost nothing of the hub's env.
+    environment = service_of(hub_config)["environment"]
+    assert environment["KUBERNETES_SERVICE_HOST"] == "10.0.0.1"
+    assert environment["KUBERNETES_SERVICE_PORT"] == "443"
+
+
+@pytest.mark.parametrize("user", ["alice", "Alice.Smith@Example.org", "x" * 70])
+def test_job_pods_mount_the_claim_kubespawner_made_for_the_user(user):
+    template = values()["singleuser"]["storage"]["dynamic"]["pvcNameTemplate"]
+    spawner = SimpleNamespace(
+        name="",
+        user=SimpleNamespace(name=user, id=7),
+        slug_scheme=KubeSpawner.slug_scheme.default_value,
+        _namespace_default=lambda: NAMESPACE,
+    )
+    made = KubeSpawner._expand_user_properties(spawner, template)
+    assert expand_owner(values()["hub"]["extraEnv"]["AICLOUD_HOME_CLAIM"], user) == made
+
+
+# -- RBAC --------------------------------------------------------------------------------------
+
+
+class RecordingKubernetes(FakeKubernetes):
+    """The fake API server, noting every request: (method, path, query, body)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls: list[tuple[str, str, dict, dict | None]] = []
+
+    async def _note(self, request) -> None:
+        body = await request.json() if request.can_read_body else None
+        self.calls.append((request.method, request.path, dict(request.query), body))
+
+    async def _collection(self, request):
+        await self._note(request)
+        return await super()._collection(request)
+
+    async def _item(self, request):
+        await self._note(request)
+        return await super()._item(request)
+
+    async def _log(self, request):
+        await self._note(request)
+        return await super()._log(request)
+
+    async def _discovery(self, request):
+        await self._note(request)
+        return await super()._discovery(request)
+
+
+VERBS = {("POST", False): "create", ("GET", True): "get", ("DELETE", True): "delete"}
+VERBS |= {("PUT", True): "update", ("PATCH", True): "patch"}
+PATH = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
+    r"(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
+)
+
+
+def rbac_needs(calls) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) that each request needs, as the API server authorizes it."""
+    needs = set()
+    for method, path, query, body in calls:
+        if path.rstrip("/") == "/apis":
+            continue  # discovery: every authenticated account may (system:discovery)
+        match = PATH.match(path)
+        assert match, f"a request aicloud's RBAC cannot name: {method} {path}"
+        group, plural = match["group"] or "", match["plural"]
+        resource = f"{plural}/{match['sub']}" if match["sub"] else plural
+        if method == "GET" and not match["name"]:
+            verb = "watch" if query.get("watch") in ("true", "1", "True") else "list"
+        else:
+            verb = VERBS[(method, bool(match["name"]))]
+        needs.add((group, resource, verb))
+        # An ownerReference that blocks the owner's deletion needs update on its finalizers.
+        for owner in (body or {}).get("metadata", {}).get("ownerReferences", []):
+            if owner.get("blockOwnerDeletion"):
+                owner_group = owner["apiVersion"].rpartition("/")[0]
+                needs.add((owner_group, owner["kind"].lower() + "s/finalizers", "update"))
+    return needs
+
+
+def granted(role: dict) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+TORCH = {"kind": "train", "framework": "torch", "script": "train.py"}
+#: One of each kind of job, framework and object shape the backend makes (the names in
+#: ``secret_env`` go to pods through the attempt's Secret).
+SPECS = [
+    JobSpec(**TORCH, resources={"nodes": 2}),  # a TrainJob where Trainer is installed
+    JobSpec(**TORCH, resources={"nodes": 2, "min_nodes": 1}),  # elastic: Job + Service
+    JobSpec(kind="train", framework="tensorflow", script="train.py", resources={"nodes": 2}),
+    JobSpec(kind="notebook", notebook="report.ipynb", parameters={"n": 1}),
+    JobSpec(command=["python", "-c", "print(1)"], env={"API_KEY": "k"}, secret_env=["API_KEY"]),
+]
+NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
+async def start_planned(backend, home: Path, spec: JobSpec, job_id: str) -> dict:
+    """Plan ``spec`` with its launcher and start it, as the job manager does."""
+    run_dir = home.parent / "runs" / job_id
+    run_dir.mkdir(parents=True)
+    env = {**spec.env, "AICLOUD_JOB_ID": job_id, "AICLOUD_RUN_DIR": str(run_dir)}
+    context = LaunchContext(
+        job_id=job_id,
+        attempt=1,
+        run_dir=run_dir,
+        cwd=home,
+        env=env,
+        python=backend.python,
+        network=backend.network(job_id, 1),
+        cores=backend.cores(spec),
+    )
+    plan = launcher_for(spec, home).plan(spec, context)
+    attempt = Attempt(job_id, 1, run_dir, plan, spec, "alice", {}, spec.timeout_seconds)
+    return await backend.start(attempt)
+
+
+async def backend_requests(tmp_path: Path) -> list:
+    """Every request the backend makes for SPECS: create, follow, log, explain, cancel and a
+    restarted service finding its attempts again."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "train.py").write_text("print('hi')\n")
+    (home / "report.ipynb").write_text(NOTEBOOK)
+    fake = RecordingKubernetes(trainjob=True).start()
+    try:
+        backend = make_backend(fake, tmp_path)
+        handles = [
+            await start_planned(backend, home, spec, f"job-{number:012d}")
+            for number, spec in enumerate(SPECS)
+        ]
+        assert {h["kind"] for h in handles} == {"Job", "TrainJob"}
+        jobs = [h for h in handles if h["kind"] == "Job"]
+        pods = [pod for h in jobs for pod in fake.pod_names(h["name"])]
+        fake.event(pods[0], "FailedScheduling", "0/3 nodes are available: 3 Insufficient cpu.")
+        await until(lambda: backend.explain(jobs[0]))
+        for pod in pods:
+            fake.run_pod(pod)
+            fake.log(pod, "hello")
+        (trainjob,) = [h for h in handles if h["kind"] == "TrainJob"]
+        cancelled = [trainjob, jobs[-1]]
+        for handle in cancelled:
+            await backend.cancel(handle)
+        for handle in [h for h in handles if h not in cancelled]:
+            for pod in fake.pod_names(handle["name"]):
+                fake.finish_pod(pod, 0)
+            await outcome_of(backend, handle)
+        await backend.close()
+        again = make_backend(fake, tmp_path)
+        for handle in handles:
+            await again.poll(handle)
+        await again.close()
+        return fake.calls
+    finally:
+        fake.stop()
+
+
+async def test_rbac_grants_every_request_the_backend_makes_to_z2jhs_hub(tmp_path):
+    documents = load(KUBE / "aicloud-rbac.yaml")
+    for document in documents:
+        validate_k8s_object(document)
+        assert document["metadata"]["namespace"] == NAMESPACE
+    (role,) = [d for d in documents if d["kind"] == "Role"]
+    (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": z2jh_hub_service_account(values()),
+            "namespace": NAMESPACE,
+        }
+    ]
+    assert z2jh_hub_service_account(values()) == "hub"
+    needs = rbac_needs(await backend_requests(tmp_path))
+    kinds_made = {resource for _group, resource, verb in needs if verb == "create"}
+    assert {"jobs", "services", "secrets", "trainjobs"} <= kinds_made  # SPECS made them all
+    assert needs - granted(role) == set(), "the backend makes requests the Role refuses"
+    assert granted(role) - needs == set(), "the Role grants what the backend never asks"
+
+
+def test_rbac_needs_names_watches_subresources_and_owner_finalizers():
+    owned = {"metadata": {"ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                                               "blockOwnerDeletion": True}]}}  # fmt: skip
+    calls = [
+        ("GET", "/apis/batch/v1/namespaces/ns/jobs", {"watch": "true"}, None),
+        ("GET", "/api/v1/namespaces/ns/pods/p-0/log", {"follow": "true"}, None),
+        ("POST", "/api/v1/namespaces/ns/services", {}, owned),
+        ("GET", "/apis", {}, None),
+    ]
+    assert rbac_needs(calls) == {
+        ("batch", "jobs", "watch"),
+        ("", "pods/log", "get"),
+        ("", "services", "create"),
+        ("batch", "jobs/finalizers", "update"),
+    }
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+def stages(dockerfile: Path) -> list[str]:
+    """The Dockerfile's stages, each as its text from its FROM line."""
+    text = dockerfile.read_text()
+    starts = [m.start() for m in re.finditer(r"^FROM ", text, re.MULTILINE)]
+    return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+
+
+def test_there_is_a_hub_image_and_the_values_name_images_built_here():
+    names = {str(p.relative_to(IMAGES)) for p in DOCKERFILES}
+    assert "hub/Dockerfile" in names and len(names) == 5
+    v = values()
+    assert v["hub"]["image"] == {"name": "ghcr.io/aicloud/hub", "tag": __version__}
+    assert v["singleuser"]["image"] == {
+        "name": "ghcr.io/aicloud/singleuser-cpu",
+        "tag": __version__,
+    }
+    hub_base = re.search(r"^FROM (\S+)$", stages(IMAGES / "hub" / "Dockerfile")[-1], re.M)[1]
+    assert hub_base == f"quay.io/jupyterhub/k8s-hub:{k8s_schemas.Z2JH_VERSION}"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(IMAGES)))
+def test_dockerfile_is_hadolint_clean(dockerfile):
+    result = subprocess.run(
+        [HADOLINT, "--no-color", "--failure-threshold", "style", str(dockerfile)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(IMAGES)))
+def test_dockerfile_runs_as_the_one_uid(dockerfile):
+    final = stages(dockerfile)[-1]
+    users = re.findall(r"^USER (\S+)$", final, re.MULTILINE)
+    assert users and users[-1] == "1000:100"
+    assert set(users) <= {"0", "1000:100"}
+    for useradd in re.findall(r"^RUN .*?useradd[^\n]*|^ && useradd[^\n]*", final, re.M):
+        assert "--uid 1000" in useradd and "--gid 100" in useradd
+    if "useradd" not in final:
+        assert "usermod --gid 100 jovyan" in final  # the base image's jovyan is 1000 already
+
+
+def wheel_sources() -> set[str]:
+    """The top-level paths of this repository that the wheel is built from (pyproject.toml)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wheel = project["tool"]["hatch"]["build"]["targets"]["wheel"]
+    paths = [*wheel["packages"], *wheel["shared-data"], project["project"]["readme"]]
+    paths.append(
+        project["tool"]["hatch"]["build"]["hooks"]["jupyter-builder"]["build-kwargs"]["path"]
+    )
+    return {Path(p).parts[0] for p in paths} | {"pyproject.toml"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(IMAGES)))
+def test_dockerfile_installs_aicloud_built_from_the_build_context(dockerfile):
+    wheel_stage, *_, final = stages(dockerfile)
+    assert wheel_stage.startswith("FROM python:") and " AS wheel\n" in wheel_stage
+    copied = {
+        source.rstrip("/")
+        for line in re.findall(r"^COPY (?!--from)(.+)$", wheel_stage, re.M)
+        for source in line.split()[:-1]
+    }
+    assert wheel_sources() <= copied
+    assert re.search(r"pip wheel .*--no-deps --wheel-dir /wheels \.$", wheel_stage, re.M)
+    assert "COPY --from=wheel /wheels/ /tmp/wheels/" in final
+    wheel = "/tmp/wheels/jupyter_aicloud-${AICLOUD_VERSION}-py3-none-any.whl"
+    assert wheel in final
+    assert not re.search(r"jupyter[-_]aicloud(\[[^\]]*\])?==", dockerfile.read_text())
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", final, re.M))
+    assert args["AICLOUD_VERSION"] == __version__
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(IMAGES)))
+def test_build_context_keeps_out_everything_but_the_sources(dockerfile):
+    ignore = dockerfile.with_name(dockerfile.name + ".dockerignore").read_text().splitlines()
+    rules = [line for line in ignore if line and not line.startswith("#")]
+    assert rules[0] == "*"  # an allow-list: no .venv, no secrets, no node_modules
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copied = set(re.findall(r"^COPY (?!--from)(\S+)", dockerfile.read_text(), re.M))
+    assert {c.rstrip("/") for c in copied} <= allowed | {"pyproject.toml"}
+    for stale in ("extension/aicloud/labextension/", "labextension/node_modules/"):
+        assert stale in rules  # the sidebar is rebuilt, never a checkout's old build
+
+
+# -- Kubernetes versions -----------------------------------------------------------------------
+
+
+def test_validated_versions_lie_in_z2jhs_range_up_to_the_newest_known():
+    z2jh_oldest = tuple(
+        int(n) for n in re.match(r">=(\d+)\.(\d+)", k8s_schemas.Z2JH_KUBE_VERSION).groups()
+    )
+    assert z2jh_oldest <= k8s_schemas.OLDEST
+    newest = kubernetes_validate.utils.all_versions()[-1]
+    assert KUBERNETES_VERSIONS[-1] == kubernetes_validate.utils.major_minor(newest)
+    assert KUBERNETES_VERSIONS[0] == "{}.{}".format(*k8s_schemas.OLDEST)
+    assert len(KUBERNETES_VERSIONS) == k8s_schemas.NEWEST[1] - k8s_schemas.OLDEST[1] + 1
+
+
+def test_the_oldest_version_is_the_first_that_keeps_a_jobs_success_policy():
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "elastic"},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": 2,
+            "successPolicy": {"rules": [{"succeededIndexes": "0"}]},
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "w"}]}},
+        },
+    }
+    validate_k8s_object(job)
+    assert any("successPolicy" in e for e in k8s_errors(job, "1.29"))
+
+
+def test_validation_refuses_misspelt_fields_of_core_objects_and_crds():
+    container = {"name": "w", "image": "x:1", "imagePullPolice": "Always"}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+    pod["spec"] = {"containers": [container]}
+    trainjob = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob"}
+    trainjob |= {"metadata": {"name": "t"}, "spec": {"runtimeRef": {"name": "torch-distributed"}}}
+    service = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService"}
+    predictor = {"containers": [{"name": "kserve-container", "image": "x:1"}]}
+    service |= {"metadata": {"name": "m"}, "spec": {"predictor": predictor}}
+    validate_k8s_object(trainjob)
+    validate_k8s_object(service)
+    bad_trainjob = {**trainjob, "spec": {**trainjob["spec"], "numNodes": 2}}  # under trainer:
+    bad_service = {**service, "metadata": {"name": "m", "label": {}}}
+    for bad, field in (
+        (pod, "imagePullPolice"),
+        (bad_trainjob, "numNodes"),
+        (bad_service, "label"),
+    ):
+        with pytest.raises(AssertionError, match=field):
+            validate_k8s_object(bad)
+    with pytest.raises(AssertionError, match="no schema"):
+        validate_k8s_object({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {}})
