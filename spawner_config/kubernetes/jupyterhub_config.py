@@ -1,16 +1,26 @@
-# The Kubernetes aicloud hub: KubeSpawner with the hardware catalog, the aicloud service and
-# GPU-aware culling. z2jh loads this file through values.yaml (hub.extraConfig); it also works
-# as a plain `jupyterhub -f` config in a hub image that has aicloud[hub] installed.
+# The Kubernetes aicloud hub: KubeSpawner with the hardware catalog, the aicloud service with
+# its Kubernetes backend, and GPU-aware culling. z2jh loads this file through values.yaml
+# (hub.extraFiles, into jupyterhub_config.d); it also works as a plain `jupyterhub -f` config
+# in a hub image that has aicloud[hub] installed (spawner_config/images/hub/Dockerfile).
 #
-# Environment (set in values.yaml): AICLOUD_CATALOG (the mounted hardware.yaml),
-# AICLOUD_DATA_DIR (the service's store and run directories, on the hub's volume),
-# AICLOUD_SERVICE_URL (where user pods reach the service, default http://hub:10101).
+# Environment (set in values.yaml, hub.extraEnv; z2jh sets POD_NAMESPACE):
+#   AICLOUD_CATALOG       the mounted hardware.yaml;
+#   AICLOUD_DATA_DIR      the service's store; its runs/ is the runs PVC (hub.extraVolumeMounts);
+#   AICLOUD_SERVICE_URL   where user pods reach the service (default http://hub:10101);
+#   AICLOUD_BACKENDS      comma-separated (default "kubernetes": no job runs in the hub pod);
+#   AICLOUD_RUNS_CLAIM    the ReadWriteMany PVC of run directories (aicloud-storage.yaml);
+#   AICLOUD_HOME_CLAIM    users' homes, z2jh's singleuser.storage.dynamic.pvcNameTemplate;
+#   AICLOUD_HOME_PATH     where homes are mounted (singleuser.storage.homeMountPath);
+#   AICLOUD_UID, AICLOUD_GID  the uid and gid of job pods (singleuser.uid, singleuser.fsGid);
+#   AICLOUD_JOBS_SERVICE_ACCOUNT  the account of job pods (aicloud-rbac.yaml);
+#   AICLOUD_WORKER_IMAGE, AICLOUD_WORKER_GPU_IMAGE  images of CPU and accelerator job pods.
 import os
 import sys
 
 from kubespawner import KubeSpawner
 
 from aicloud.catalog import CatalogError
+from aicloud.hub import SERVICE_NAME
 from aicloud.hub.config import configure_aicloud_service, configure_culling
 from aicloud.hub.profiles import HubProfiles
 
@@ -20,6 +30,22 @@ env = os.environ.get
 CATALOG = env("AICLOUD_CATALOG", "/etc/aicloud/hardware.yaml")
 DATA_DIR = env("AICLOUD_DATA_DIR", "/srv/jupyterhub/aicloud")
 SERVICE_URL = env("AICLOUD_SERVICE_URL", "http://hub:10101")
+HOME_PATH = env("AICLOUD_HOME_PATH", "/home/jovyan")
+BACKENDS = [name.strip() for name in env("AICLOUD_BACKENDS", "kubernetes").split(",") if name]
+# Job pods run in the hub's namespace: PVCs are namespaced, and they mount the runs claim the
+# hub pod mounts and their owner's claim-{username}, which KubeSpawner makes there.
+KUBERNETES_BACKEND = {
+    "namespace": env("POD_NAMESPACE", "jupyterhub"),
+    "catalog_path": CATALOG,
+    "runs_claim": env("AICLOUD_RUNS_CLAIM", "aicloud-runs"),
+    "workspace_claim": env("AICLOUD_HOME_CLAIM", "claim-{username}"),
+    "workspace_path": HOME_PATH,
+    "default_uid": env("AICLOUD_UID", "1000"),
+    "run_as_group": env("AICLOUD_GID", "100"),
+    "service_account": env("AICLOUD_JOBS_SERVICE_ACCOUNT", "aicloud-jobs"),
+    "worker_image": env("AICLOUD_WORKER_IMAGE", ""),
+    "worker_gpu_image": env("AICLOUD_WORKER_GPU_IMAGE", ""),
+}
 
 try:
     profiles = HubProfiles(
@@ -40,7 +66,8 @@ configure_aicloud_service(
     public_service_url=SERVICE_URL.rstrip("/") + "/services/aicloud/",
     data_dir=DATA_DIR,
     catalog_path=CATALOG,
-    root_dir=DATA_DIR,
+    # Jobs start in the owner's home as job pods mount it (the hub pod has no users' files).
+    root_dir=HOME_PATH,
     admin_users=set(filter(None, env("AICLOUD_ADMINS", "").split(","))),
 )
 configure_culling(
@@ -49,3 +76,22 @@ configure_culling(
     cpu_timeout=int(env("AICLOUD_CULL_CPU_TIMEOUT", "3600")),
     gpu_timeout=int(env("AICLOUD_CULL_GPU_TIMEOUT", "1200")),
 )
+
+# The service's backends and the Kubernetes backend's settings, as its command-line options.
+service = next(s for s in c.JupyterHub.services if s["name"] == SERVICE_NAME)
+service["command"] += [f"--AICloudApp.backends={name}" for name in BACKENDS]
+if "local" not in BACKENDS:
+    service["command"].append("--AICloudApp.notebook_pool_size=0")  # the pool is local's
+service["command"] += [
+    f"--KubernetesBackend.{name}={value}" for name, value in KUBERNETES_BACKEND.items() if value
+]
+# A hub-managed service inherits almost nothing of the hub's environment: in-cluster
+# configuration needs the API server's address (the token is the pod's mounted file).
+service["environment"] = {
+    **service.get("environment", {}),
+    **{
+        name: os.environ[name]
+        for name in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+        if name in os.environ
+    },
+}
