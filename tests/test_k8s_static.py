@@ -14,7 +14,7 @@ from aicloud._version import __version__
 from aicloud.backends.kubernetes.backend import KubernetesBackend
 from aicloud.backends.kubernetes.explain import explain_pending
 from aicloud.catalog import load_catalog
-from tests.test_k8s_builders import check_schema
+from tests.k8s_schemas import validate_k8s_object
 
 ROOT = Path(__file__).parent.parent
 IMAGES = sorted((ROOT / "spawner_config" / "images").glob("*.Dockerfile"))
@@ -87,7 +87,7 @@ def rbac() -> list[dict]:
 def test_rbac_is_valid_and_grants_only_what_the_backend_uses():
     documents = rbac()
     for document in documents:
-        check_schema(document)
+        validate_k8s_object(document)
     (role,) = [d for d in documents if d["kind"] == "Role"]
     granted = {
         (group, resource): sorted(rule["verbs"])
