@@ -281,36 +281,3 @@ def test_magic_rerun_keeps_the_secret(live_server, monkeypatch, capsys):
         job = client.get(f"jobs/{new_id}").json()
     assert job["status"] == "succeeded", job["reason"]
     assert job["spec"]["env"] == {"HF_TOKEN": MASK}
-
-
-async def test_a_hub_rerun_checks_the_gpu_quota():
-    """In the hub, a rerun is a new job: it may not take the caller past their GPU quota."""
-    from pathlib import Path
-
-    from aicloud.catalog import load_catalog
-    from aicloud.handlers.jobs import JobRerunHandler
-    from aicloud.hub.quota import GPUUsage, QuotaExceeded
-    from aicloud.hub.service import HubUserMixin, hub_handlers
-
-    (rerun,) = [h for _, h, *_ in hub_handlers() if issubclass(h, JobRerunHandler)]
-    assert issubclass(rerun, HubUserMixin)  # where admit finds hub_user and gpu_usage
-
-    class Student:
-        settings = {
-            "aicloud_catalog": load_catalog(
-                Path(__file__).parent.parent / "spawner_config" / "hardware.yaml"
-            )
-        }
-
-        async def hub_user(self):
-            return {"name": "sam", "groups": ["students"], "servers": {}}
-
-        def gpu_usage(self, catalog, user):
-            return GPUUsage(servers=1)
-
-    gpu = JobSpec(
-        command=["nvidia-smi"], resources={"accelerator": "nvidia.com/gpu", "accelerator_count": 1}
-    )
-    with pytest.raises(QuotaExceeded, match="GPU quota"):
-        await JobRerunHandler.admit(Student(), gpu)
-    await JobRerunHandler.admit(Student(), JobSpec(command=["true"]))  # no GPU: no check

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -31,18 +30,16 @@ import psutil
 from traitlets import Float, Instance, Unicode
 from traitlets.config import LoggingConfigurable
 
+from aicloud import runs
 from aicloud.accounts import account_of, private_dir
 from aicloud.backends import AttemptExit, Backend
 from aicloud.errors import InvalidSpec, JobConflict, JobNotFound, LogsNotFound, UnsafeRunFile
 from aicloud.launchers import LaunchContext, launcher_for
 from aicloud.launchers.notebook import POOL_ENV
-from aicloud.runs import list_run_files, make_run_dir, open_run_file, read_run_file
-from aicloud.runtime import METRICS_FILE
+from aicloud.runs import CHECKPOINTS, OUTPUTS, make_run_dir
 from aicloud.spec import ACTIVE_STATUSES, JobKind, JobSpec, JobStatus, ReasonCode
 from aicloud.store import Attempt, DuplicateIdempotencyToken, Job, JobStore, utcnow
 from aicloud.store.store import Admission
-
-LOG_NAME = "output.log"
 
 
 def new_job_id() -> str:
@@ -67,22 +64,6 @@ def classify(outcome: AttemptExit, timeout_seconds: int | None) -> tuple[ReasonC
     if outcome.exit_code == 0:
         return ReasonCode.succeeded, "exited with code 0"
     return ReasonCode.user_error, f"exited with code {outcome.exit_code}"
-
-
-def metric_point(line: str) -> dict | None:
-    """A line of a metrics file as ``report`` writes it, or None.
-
-    Not-a-number and infinite values (a diverging loss) become null, which JSON can carry.
-    """
-    try:
-        point = json.loads(line, parse_constant=lambda _: None)
-    except ValueError:
-        return None
-    if not isinstance(point, dict) or not {"time", "rank", "restart"} <= point.keys():
-        return None
-    if not all(v is None or type(v) in (int, float) for v in point.values()):
-        return None
-    return point
 
 
 class TickLoop:
@@ -448,22 +429,9 @@ class JobManager(LoggingConfigurable):
         the job replaced with a symlink (or anything but a plain file) is refused.
         """
         self.check_rank(job, rank)
-        try:
-            with open_run_file(job.run_dir, LOG_NAME) as f:
-                f.seek(offset)
-                data = f.read(limit)
-        except FileNotFoundError:
-            return b"", offset
-        if rank is None or not data:
-            return data, offset + len(data)
         if job.kind == JobKind.command.value:
-            return data, offset + len(data)  # one process, no prefixes: all of it is rank 0
-        end = data.rfind(b"\n") + 1
-        if end == 0:
-            return b"", offset  # wait for the line to end
-        prefix = f"[rank{rank}]:".encode()
-        lines = [line for line in data[:end].splitlines(keepends=True) if line.startswith(prefix)]
-        return b"".join(lines), offset + end
+            rank = None  # one process, no prefixes: all of it is rank 0
+        return runs.read_log(job.run_dir, offset, limit, rank)
 
     def metrics(self, job: Job, since: int = 0, limit: int = 1000) -> dict:
         """Points reported with :func:`aicloud.runtime.report` from point ``since`` on.
@@ -471,29 +439,7 @@ class JobManager(LoggingConfigurable):
         The job owns the file: a line that is not a point counts, but is left out; a file
         that is not a plain one (a symlink) is refused.
         """
-        points = []
-        count = 0
-        try:
-            with open_run_file(job.run_dir, METRICS_FILE, "r", errors="replace") as f:
-                for number, line in enumerate(f):
-                    if number >= since and line.endswith("\n"):
-                        count += 1
-                        point = metric_point(line)
-                        if point is not None:
-                            points.append(point)
-        except FileNotFoundError:
-            pass
-        latest = points[-1] if points else None
-        progress = None
-        if latest and latest.get("total"):
-            fraction = min(1.0, (latest.get("step") or 0) / latest["total"])
-            progress = {"step": latest.get("step"), "total": latest["total"], "fraction": fraction}
-        return {
-            "points": points[-limit:],
-            "next": since + count,
-            "latest": latest,
-            "progress": progress,
-        }
+        return runs.read_metrics(job.run_dir, since, limit)
 
     # -- state changes ------------------------------------------------------------------------
 
@@ -520,7 +466,7 @@ class JobManager(LoggingConfigurable):
             AICLOUD_JOB_ID=job.id,
             AICLOUD_RUN_DIR=str(job.run_dir),
             AICLOUD_ATTEMPT=str(attempt),
-            AICLOUD_CHECKPOINT_DIR=str(Path(job.run_dir) / "checkpoints"),
+            AICLOUD_CHECKPOINT_DIR=str(Path(job.run_dir) / CHECKPOINTS),
         )
         return env
 
@@ -555,6 +501,7 @@ class JobManager(LoggingConfigurable):
                         cwd=cwd,
                         env=env,
                         notebook_pool=env.pop(POOL_ENV, None),
+                        python=backend.python,
                     ),
                 )
                 handle = await backend.start(
@@ -661,32 +608,30 @@ class JobManager(LoggingConfigurable):
     def _reason_from_job(self, job: Job, number: int) -> str | None:
         """The reason a job gave for its failure (the notebook runner names the cell)."""
         try:
-            text = read_run_file(job.run_dir, f"attempt-{number}.reason", 64 * 1024)
+            return runs.attempt_reason(job.run_dir, number)
         except UnsafeRunFile as e:
             self.log.warning("aicloud: job %s: %s", job.id, e)
             return None
-        return (text or "").strip()[:2000] or None
 
     def outputs_dir(self, job: Job) -> Path:
         """Where a job's output files (an executed notebook, its HTML) are kept."""
-        return Path(job.run_dir) / "outputs"
+        return Path(job.run_dir) / OUTPUTS
 
     def output_files(self, job: Job) -> list[tuple[str, int]]:
         """Names and sizes of a job's output files; symlinks and the like are left out."""
-        return list_run_files(job.run_dir, "outputs")
+        return runs.output_files(job.run_dir)
 
     def open_output(self, job: Job, name: str):
         """One output file, opened for reading without following a symlink."""
         try:
-            return open_run_file(job.run_dir, f"outputs/{name}")
+            return runs.open_output(job.run_dir, name)
         except FileNotFoundError:
             raise LogsNotFound(f"job {job.id} has no output {name!r}") from None
 
     def _record_restarts(self, job: Job, attempt: Attempt) -> None:
         """Copy the elastic restart count that :mod:`aicloud.runtime` wrote into the store."""
         try:
-            text = read_run_file(job.run_dir, f"attempt-{attempt.number}.restarts", 64)
-            restarts = int(text or 0)
+            restarts = runs.attempt_restarts(job.run_dir, attempt.number)
         except (UnsafeRunFile, ValueError):
             return
         if restarts != attempt.restarts:

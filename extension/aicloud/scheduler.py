@@ -6,26 +6,32 @@ ticks missed while the service was down, and inserts one job per tick to fire. T
 decides: a unique ``(schedule_id, scheduled_for)`` makes a second insert of the same tick fail,
 and advancing a schedule is a conditional update, so any number of services over one database
 (SQLite or PostgreSQL) fire each tick once.
+
+A run is made with :meth:`JobManager.submit`, like any job, so it passes the same checks and
+the same quota. A tick whose job cannot be made (its template no longer validates, or it
+would take the owner past their GPU quota) is not lost silently: it is kept in the
+schedule's history as a ``failed`` run that never started, whose reason says why
+(``cannot start: GPU quota: ...``), as a Kubernetes CronJob's refused Job shows in its
+history. It is not queued to start later: a cron tick is for its time, and the next tick
+tries again. A run now (no tick) that cannot be made is refused to the caller instead (the
+quota's 403, the spec's 400), as ``POST /jobs`` is.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
 import uuid
 from datetime import timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from traitlets import Bool, Float, Instance
 from traitlets.config import LoggingConfigurable
 
 from aicloud.cron import check_cron, next_tick, ticks
 from aicloud.errors import AICloudError, InvalidSpec
-from aicloud.manager import JobManager
+from aicloud.manager import JobManager, TickLoop
 from aicloud.models import masked_url
 from aicloud.notify import Notifier
 from aicloud.spec import (
@@ -79,9 +85,13 @@ class Scheduler(LoggingConfigurable):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._task: asyncio.Task | None = None
-        self._stopping = False
-        self._wake = asyncio.Event()
+        self._loop = TickLoop(
+            "aicloud-scheduler",
+            self.tick,
+            self._sleep_time,
+            self.log,
+            "aicloud: error while firing schedules",
+        )
         self.manager.add_listener(self._on_job_event)
 
     @property
@@ -93,60 +103,35 @@ class Scheduler(LoggingConfigurable):
 
     def start(self) -> None:
         """Start firing schedules."""
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._loop(), name="aicloud-scheduler")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop firing schedules (and wait for pending notifications a little)."""
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         await self.notifier.close()
-
-    async def _loop(self) -> None:
-        while not self._stopping:  # asyncio.wait_for of 3.11 may swallow a cancel
-            try:
-                self.tick()
-            except Exception:
-                self.log.exception("aicloud: error while firing schedules")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._sleep_time())
-            self._wake.clear()
 
     def wake(self) -> None:
         """Look at the schedules now (one was created, changed or resumed)."""
-        self._wake.set()
+        self._loop.wake()
 
     def _sleep_time(self) -> float:
         """Seconds until the earliest tick of an active schedule, at most ``tick_interval``."""
-        with self.store.session() as session:
-            due = session.scalar(
-                select(func.min(Schedule.next_tick_at)).where(Schedule.paused.is_(False))
-            )
+        due = self.store.earliest_tick()
         if due is None:
             return self.tick_interval
         return max(0.0, min(self.tick_interval, (due - utcnow()).total_seconds()))
 
     # -- firing -------------------------------------------------------------------------------
 
-    def tick(self, now=None) -> int:
+    async def tick(self, now=None) -> int:
         """Fire every due tick of every schedule; return how many jobs were created."""
         now = now or utcnow()
-        with self.store.session() as session:
-            due = session.scalars(
-                select(Schedule).where(
-                    Schedule.paused.is_(False),
-                    Schedule.next_tick_at.is_not(None),
-                    Schedule.next_tick_at <= now,
-                )
-            ).all()
-        return sum(self._fire_due(schedule, now) for schedule in due)
+        fired = 0
+        for schedule in self.store.due_schedules(now):
+            fired += await self._fire_due(schedule, now)
+        return fired
 
-    def _fire_due(self, schedule: Schedule, now) -> int:
+    async def _fire_due(self, schedule: Schedule, now) -> int:
         until = min(now, schedule.end_at) if schedule.end_at else now
         after = schedule.last_tick_at
         if schedule.start_at and schedule.start_at > after:
@@ -164,29 +149,19 @@ class Scheduler(LoggingConfigurable):
             fire = due[-1:] if on_time else []
         if not self._advance(schedule, due[-1], len(due) - len(fire)):
             return 0  # another service handled these ticks
-        return sum(1 for tick in fire if self._fire(schedule, tick))
+        return sum([await self._fire(schedule, tick) is not None for tick in fire])
 
     def _advance(self, schedule: Schedule, last, missed: int) -> bool:
         """Move the schedule past ``last``, unless another service already did."""
         following = next_tick(schedule.cron, schedule.timezone, last)
         if following is not None and schedule.end_at and following > schedule.end_at:
             following = None
-        with self.store.session() as session:
-            result = session.execute(
-                update(Schedule)
-                .where(Schedule.id == schedule.id, Schedule.last_tick_at == schedule.last_tick_at)
-                .values(
-                    last_tick_at=last,
-                    next_tick_at=following,
-                    missed_ticks=Schedule.missed_ticks + missed,
-                )
-            )
-            session.commit()
+        advanced = self.store.advance_schedule(schedule, last, following, missed)
         if missed:
             self.log.warning("aicloud: schedule %s missed %d tick(s)", schedule.id, missed)
-        return result.rowcount == 1
+        return advanced
 
-    def _fire(self, schedule: Schedule, tick, parameters: dict | None = None) -> Job | None:
+    async def _fire(self, schedule: Schedule, tick, parameters: dict | None = None) -> Job | None:
         """Create the job of one tick (or of a run now, with ``tick`` None)."""
         spec = JobSpec.model_validate(schedule.spec)
         if schedule.snapshot:
@@ -206,7 +181,7 @@ class Scheduler(LoggingConfigurable):
                     schedule, spec, tick, JobStatus.cancelled, ReasonCode.skipped, reason
                 )
         try:
-            return self.manager.submit(spec, schedule.owner, **links)
+            return await self.manager.submit(spec, schedule.owner, **links)
         except IntegrityError:
             return None  # this tick was fired by another service
         except AICloudError as e:
@@ -238,12 +213,7 @@ class Scheduler(LoggingConfigurable):
 
     def active_runs(self, schedule_id: str, statuses: list[str]) -> int:
         """How many runs of a schedule are in ``statuses``."""
-        with self.store.session() as session:
-            return session.scalar(
-                select(func.count())
-                .select_from(Job)
-                .where(Job.schedule_id == schedule_id, Job.status.in_(statuses))
-            )
+        return self.store.count_runs(schedule_id, statuses)
 
     def launch_wait_reason(self, job: Job) -> str | None:
         """Why a queued run must wait: ``max_concurrent_runs`` of its schedule are running."""
@@ -275,30 +245,19 @@ class Scheduler(LoggingConfigurable):
 
     def prune(self, schedule: Schedule) -> int:
         """Delete the outputs of ended runs beyond ``keep_last``; rows stay, marked pruned."""
-        with self.store.session() as session:
-            old = session.scalars(
-                select(Job)
-                .where(
-                    Job.schedule_id == schedule.id,
-                    Job.status.in_([s.value for s in TERMINAL_STATUSES]),
-                )
-                .order_by(Job.created_at.desc(), Job.id.desc())
-                .offset(schedule.keep_last)
-            ).all()
-            stale = [job for job in old if not job.pruned]
-            for job in stale:
-                if job.run_dir:
-                    shutil.rmtree(job.run_dir, ignore_errors=True)
-                job.pruned = True
-            session.commit()
+        ended = [s.value for s in TERMINAL_STATUSES]
+        stale = self.store.runs_beyond(schedule.id, schedule.keep_last, ended)
+        for job in stale:
+            if job.run_dir:
+                shutil.rmtree(job.run_dir, ignore_errors=True)
+        self.store.mark_pruned(job.id for job in stale)
         return len(stale)
 
     # -- requests -----------------------------------------------------------------------------
 
     def store_get(self, schedule_id: str) -> Schedule | None:
         """A schedule by id, or None."""
-        with self.store.session() as session:
-            return session.get(Schedule, schedule_id)
+        return self.store.get_schedule(schedule_id)
 
     def get(self, schedule_id: str, owner: str | None) -> Schedule:
         """A schedule the caller may see."""
@@ -309,15 +268,7 @@ class Scheduler(LoggingConfigurable):
 
     def list(self, owner: str | None, limit: int, offset: int) -> tuple[list[Schedule], int]:
         """A page of schedules, newest first."""
-        query = select(Schedule)
-        if owner is not None:
-            query = query.where(Schedule.owner == owner)
-        with self.store.session() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            rows = session.scalars(
-                query.order_by(Schedule.created_at.desc()).limit(limit).offset(offset)
-            ).all()
-        return list(rows), total or 0
+        return self.store.list_schedules(owner, limit, offset)
 
     def _check(self, spec: ScheduleSpec, owner: str) -> None:
         try:
@@ -358,9 +309,7 @@ class Scheduler(LoggingConfigurable):
         if spec.snapshot:
             schedule.snapshot = self._snapshot(schedule.id, spec.job, owner)
         schedule.next_tick_at = self._first_tick(schedule, now)
-        with self.store.session() as session:
-            session.add(schedule)
-            session.commit()
+        self.store.add_schedule(schedule)
         self.wake()
         return schedule
 
@@ -441,41 +390,28 @@ class Scheduler(LoggingConfigurable):
             values["last_tick_at"] = now
             probe = Schedule(**{**values, "id": schedule.id})
             values["next_tick_at"] = self._first_tick(probe, now)
-        with self.store.session() as session:
-            session.execute(update(Schedule).where(Schedule.id == schedule.id).values(**values))
-            session.commit()
+        self.store.update_schedule(schedule.id, **values)
         self.wake()
         return self.get(schedule_id, owner)
 
     def delete(self, schedule_id: str, owner: str | None) -> None:
         """Delete a schedule; its runs stay (unlinked) and keep running."""
         schedule = self.get(schedule_id, owner)
-        with self.store.session() as session:
-            session.execute(
-                update(Job).where(Job.schedule_id == schedule.id).values(schedule_id=None)
-            )
-            session.delete(session.get(Schedule, schedule.id))
-            session.commit()
+        self.store.delete_schedule(schedule.id)
         if schedule.snapshot:
             shutil.rmtree(
                 self.manager.root_for(schedule.owner) / ".aicloud" / "snapshots" / schedule.id,
                 ignore_errors=True,
             )
 
-    def run_now(self, schedule_id: str, owner: str | None, parameters: dict) -> Job:
-        """Fire the schedule's job now, with parameter overrides."""
+    async def run_now(self, schedule_id: str, owner: str | None, parameters: dict) -> Job:
+        """Fire the schedule's job now, with parameter overrides (quota and checks apply)."""
         schedule = self.get(schedule_id, owner)
         if parameters and JobSpec.model_validate(schedule.spec).notebook is None:
             raise InvalidSpec("parameters", "only notebook jobs take parameters")
-        return self._fire(schedule, None, parameters)
+        return await self._fire(schedule, None, parameters)
 
     def runs(self, schedule_id: str, owner: str | None, limit: int, offset: int):
         """A page of a schedule's runs, newest first."""
         schedule = self.get(schedule_id, owner)
-        with self.store.session() as session:
-            query = select(Job).where(Job.schedule_id == schedule.id)
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            rows = session.scalars(
-                query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
-            ).all()
-        return list(rows), total or 0
+        return self.store.schedule_runs(schedule.id, limit, offset)

@@ -1,4 +1,8 @@
-"""REST handlers for jobs: create, list, get, cancel, rerun, delete, logs."""
+"""REST handlers for jobs: create, list, get, cancel, rerun, delete, logs.
+
+Every job is made by ``JobManager.submit``, which also takes the quota (the hub's GPU quota):
+a refusal comes back as the manager raised it (403 for the quota).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,53 @@ FOLLOW_CHUNK = 1024 * 1024  # a read per poll keeps up with ~10 MB/s
 FOLLOW_INTERVAL = 0.1
 
 
+def window_arguments(
+    handler: AICloudHandler, start: str, highest: int, limit: int, most: int
+) -> tuple[int, int]:
+    """Where a read starts (query argument ``start``, 0 to ``highest``, default 0) and how
+    much it takes (``limit``, 1 to ``most``, default ``limit``): a page, a log, metrics."""
+    return handler.int_argument(start, 0, 0, highest), handler.int_argument("limit", limit, 1, most)
+
+
+def page_arguments(handler: AICloudHandler) -> tuple[int, int]:
+    """``limit`` (1-500, default 50) and ``offset`` of a listing."""
+    offset, limit = window_arguments(handler, "offset", 10**9, 50, 500)
+    return limit, offset
+
+
+def write_page(handler: AICloudHandler, key: str, models: list, total: int, offset, limit):
+    """Finish with one page of a listing: ``{key: models, total, offset, limit, next_offset}``."""
+    following = offset + len(models)
+    handler.write_json(
+        {
+            key: models,
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": following if following < total else None,
+        }
+    )
+
+
+def write_deleted(handler: AICloudHandler) -> None:
+    """Finish with 204 No Content."""
+    handler.set_status(204)
+    handler.finish()
+
+
+def write_created(handler: AICloudHandler, model: dict, collection: str) -> None:
+    """Finish with 201, ``model``, and a ``Location`` of ``collection/<model's id>``."""
+    handler.set_header("Location", url_path_join(handler.base_url, API, collection, model["id"]))
+    handler.write_json(model, status=201)
+
+
+def check_member(name: str, value: str | None, enum) -> str | None:
+    """``value`` of query argument ``name`` if it is None or a member of ``enum``, else a 400."""
+    if value is not None and value not in enum.__members__:
+        raise web.HTTPError(400, f"{name}: {value!r} is not one of {', '.join(enum.__members__)}")
+    return value
+
+
 class JobCollectionHandler(AICloudHandler):
     """``/jobs``: list (filtered, paginated) and create."""
 
@@ -27,49 +78,26 @@ class JobCollectionHandler(AICloudHandler):
     @authorized
     async def get(self):
         """A page of jobs, newest first."""
-        statuses = self.get_query_arguments("status")
-        for status in statuses:
-            if status not in JobStatus.__members__:
-                allowed = ", ".join(JobStatus.__members__)
-                raise web.HTTPError(400, f"status: {status!r} is not one of {allowed}")
-        kind = self.get_query_argument("kind", None)
-        if kind is not None and kind not in JobKind.__members__:
-            raise web.HTTPError(
-                400, f"kind: {kind!r} is not one of {', '.join(JobKind.__members__)}"
-            )
-        tag = self.get_query_argument("tag", None)
-        notebook = self.get_query_argument("notebook", None)
-        limit = self.int_argument("limit", 50, 1, 500)
-        offset = self.int_argument("offset", 0, 0, 10**9)
-        page = self.manager.list(
-            self.listed_owner("jobs"),
-            statuses=statuses,
-            kind=kind,
-            tag=tag,
-            notebook=notebook,
-            limit=limit,
-            offset=offset,
-        )
-        next_offset = offset + len(page.items)
-        self.write_json(
-            {
-                "jobs": [job_model(job) for job in page.items],
-                "total": page.total,
-                "offset": offset,
-                "limit": limit,
-                "next_offset": next_offset if next_offset < page.total else None,
-            }
-        )
+        filters = {
+            "statuses": [
+                check_member("status", s, JobStatus) for s in self.get_query_arguments("status")
+            ],
+            "kind": check_member("kind", self.get_query_argument("kind", None), JobKind),
+            "tag": self.get_query_argument("tag", None),
+            "notebook": self.get_query_argument("notebook", None),
+        }
+        limit, offset = page_arguments(self)
+        owner = self.listed_owner("jobs")
+        page = self.manager.list(owner, limit=limit, offset=offset, **filters)
+        jobs = [job_model(job) for job in page.items]
+        write_page(self, "jobs", jobs, page.total, offset, limit)
 
     @web.authenticated
     @authorized
     async def post(self):
-        """Create a job: 201 with its model and a Location header."""
+        """Create a job: 201 with its model and a Location header (403: past the quota)."""
         spec = self.parse_body(JobSpec)
-        job = self.manager.submit(spec, self.owner)
-        location = url_path_join(self.base_url, API, "jobs", job.id)
-        self.set_header("Location", location)
-        self.write_json(job_model(job), status=201)
+        write_created(self, job_model(await self.manager.submit(spec, self.owner)), "jobs")
 
 
 class JobHandler(AICloudHandler):
@@ -86,8 +114,7 @@ class JobHandler(AICloudHandler):
     async def delete(self, job_id: str):
         """Delete a job that has ended: 204."""
         self.manager.delete(job_id, self.owner)
-        self.set_status(204)
-        self.finish()
+        write_deleted(self)
 
 
 class JobCancelHandler(AICloudHandler):
@@ -119,28 +146,7 @@ class JobRerunHandler(AICloudHandler):
             spec = rerun_spec(original.spec, overrides)
         except ValidationError as e:
             raise web.HTTPError(400, describe_validation_error(e)) from None
-        await self.admit(spec)
-        job = self.manager.submit(spec, self.caller)
-        self.set_header("Location", url_path_join(self.base_url, API, "jobs", job.id))
-        self.write_json(job_model(job), status=201)
-
-    async def admit(self, spec: JobSpec) -> None:
-        """Refuse a rerun before it is stored: in the hub, one past the caller's GPU quota.
-
-        The hub's handlers (``aicloud.hub.service.HubUserMixin``) bring ``hub_user`` and
-        ``gpu_usage``, and the hub's settings the catalog; elsewhere nothing is checked.
-        """
-        catalog = self.settings.get("aicloud_catalog")
-        if catalog is None or not hasattr(self, "hub_user"):
-            return
-        from aicloud.hub.quota import check_gpu_quota, job_gpus
-
-        requested = job_gpus(catalog, spec.model_dump(mode="json"))
-        if requested:
-            user = await self.hub_user()
-            usage = self.gpu_usage(catalog, user)
-            groups = user.get("groups") or []
-            check_gpu_quota(catalog, user["name"], groups, usage, requested, "job")
+        write_created(self, job_model(await self.manager.submit(spec, self.caller)), "jobs")
 
 
 class JobLogsHandler(AICloudHandler):
@@ -151,8 +157,7 @@ class JobLogsHandler(AICloudHandler):
     async def get(self, job_id: str):
         """The log as plain text; ``X-Aicloud-Next-Offset`` says where to continue."""
         job = self.manager.get(job_id, self.owner)
-        offset = self.int_argument("offset", 0, 0, 2**62)
-        limit = self.int_argument("limit", 1024 * 1024, 1, 16 * 1024 * 1024)
+        offset, limit = window_arguments(self, "offset", 2**62, 1024 * 1024, 16 * 1024 * 1024)
         rank = self.get_query_argument("rank", None)
         if rank is not None:
             rank = self.int_argument("rank", 0, 0, 1_000_000)
@@ -211,8 +216,7 @@ class JobMetricsHandler(AICloudHandler):
     async def get(self, job_id: str):
         """Points from ``since`` (a point index) on, the latest one, and the progress."""
         job = self.manager.get(job_id, self.owner)
-        since = self.int_argument("since", 0, 0, 10**9)
-        limit = self.int_argument("limit", 1000, 1, 10_000)
+        since, limit = window_arguments(self, "since", 10**9, 1000, 10_000)
         self.write_json(self.manager.metrics(job, since, limit))
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from jupyter_server.auth.decorator import authorized
-from jupyter_server.utils import url_path_join
 from tornado import web
 
 from aicloud.handlers.base import AICloudHandler
+from aicloud.handlers.jobs import (
+    API,
+    page_arguments,
+    write_created,
+    write_deleted,
+    write_page,
+)
 from aicloud.models import job_model, schedule_model
 from aicloud.scheduler import Scheduler
 from aicloud.spec import RunNow, ScheduleSpec, ScheduleUpdate
 
-API = "/aicloud/api/v1"
 SCHEDULE_ID = r"(?P<schedule_id>[A-Za-z0-9_-]{1,64})"
 
 
@@ -31,27 +36,16 @@ class ScheduleCollectionHandler(ScheduleHandlerBase):
     @authorized
     async def get(self):
         """A page of schedules, newest first."""
-        limit = self.int_argument("limit", 50, 1, 500)
-        offset = self.int_argument("offset", 0, 0, 10**9)
+        limit, offset = page_arguments(self)
         rows, total = self.scheduler.list(self.listed_owner("schedules"), limit, offset)
-        self.write_json(
-            {
-                "schedules": [schedule_model(s) for s in rows],
-                "total": total,
-                "offset": offset,
-                "limit": limit,
-                "next_offset": offset + len(rows) if offset + len(rows) < total else None,
-            }
-        )
+        write_page(self, "schedules", [schedule_model(s) for s in rows], total, offset, limit)
 
     @web.authenticated
     @authorized
     async def post(self):
         """Create a schedule: 201 with its model and a Location header."""
-        spec = self.parse_body(ScheduleSpec)
-        schedule = self.scheduler.create(spec, self.owner)
-        self.set_header("Location", url_path_join(self.base_url, API, "schedules", schedule.id))
-        self.write_json(schedule_model(schedule), status=201)
+        schedule = self.scheduler.create(self.parse_body(ScheduleSpec), self.owner)
+        write_created(self, schedule_model(schedule), "schedules")
 
 
 class ScheduleHandler(ScheduleHandlerBase):
@@ -75,8 +69,7 @@ class ScheduleHandler(ScheduleHandlerBase):
     async def delete(self, schedule_id: str):
         """Delete the schedule (its runs stay): 204."""
         self.scheduler.delete(schedule_id, self.owner)
-        self.set_status(204)
-        self.finish()
+        write_deleted(self)
 
 
 class ScheduleRunHandler(ScheduleHandlerBase):
@@ -85,11 +78,10 @@ class ScheduleRunHandler(ScheduleHandlerBase):
     @web.authenticated
     @authorized
     async def post(self, schedule_id: str):
-        """Create a run now: 201 with the job."""
+        """Create a run now: 201 with the job (403: past the quota)."""
         body = self.parse_body(RunNow) if self.request.body else RunNow()
-        job = self.scheduler.run_now(schedule_id, self.owner, body.parameters)
-        self.set_header("Location", url_path_join(self.base_url, API, "jobs", job.id))
-        self.write_json(job_model(job), status=201)
+        job = await self.scheduler.run_now(schedule_id, self.owner, body.parameters)
+        write_created(self, job_model(job), "jobs")
 
 
 class ScheduleRunsHandler(ScheduleHandlerBase):
@@ -99,18 +91,9 @@ class ScheduleRunsHandler(ScheduleHandlerBase):
     @authorized
     async def get(self, schedule_id: str):
         """A page of runs, newest first."""
-        limit = self.int_argument("limit", 50, 1, 500)
-        offset = self.int_argument("offset", 0, 0, 10**9)
+        limit, offset = page_arguments(self)
         rows, total = self.scheduler.runs(schedule_id, self.owner, limit, offset)
-        self.write_json(
-            {
-                "jobs": [job_model(j) for j in rows],
-                "total": total,
-                "offset": offset,
-                "limit": limit,
-                "next_offset": offset + len(rows) if offset + len(rows) < total else None,
-            }
-        )
+        write_page(self, "jobs", [job_model(j) for j in rows], total, offset, limit)
 
 
 default_handlers = [

@@ -139,7 +139,8 @@ class HubProfiles:
     """The catalog as seen by the hub: profile list, user-options hook, start-up checks.
 
     ``job_store_url`` is the SQLAlchemy URL of the aicloud service's store; when given, the
-    quota counts the user's active jobs as well as their servers.
+    quota counts the user's active jobs as well as their servers, read through the store
+    (:meth:`JobStore.active_jobs`), never with SQL of its own.
     """
 
     def __init__(self, catalog_path: str | Path, job_store_url: str | None = None):
@@ -188,12 +189,12 @@ class HubProfiles:
     def _job_gpus(self, owner: str) -> int:
         if not self.job_store_url:
             return 0
-        from aicloud.store import JobStore, make_engine
+        from aicloud.store import JobStore
 
         if self._store is None:
-            self._store = JobStore(make_engine(self.job_store_url))
-        page = self._store.list_jobs(owner=owner, statuses=ACTIVE_JOB_STATUSES, limit=10_000)
-        return jobs_gpus(self.catalog, (job.spec for job in page.items))
+            self._store = JobStore.from_url(self.job_store_url)
+        jobs = self._store.active_jobs(ACTIVE_JOB_STATUSES, owner=owner)
+        return jobs_gpus(self.catalog, (job.spec for job in jobs))
 
     def options_form(self, spawner) -> str:
         """An HTML form for spawners without their own (the local spawner): one select."""

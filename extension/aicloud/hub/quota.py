@@ -3,25 +3,42 @@
 The catalog's ``gpu_quota`` maps hub groups to the most GPUs (whole devices or MIG slices) one
 user of that group may hold at once; a user in several groups gets the largest. Servers hold
 the GPUs of their profile while they run; jobs hold theirs while queued, starting or running.
-The hub checks the quota before a server starts and the hub service before a job is accepted.
+
+The hub checks the quota before a server starts (:mod:`aicloud.hub.profiles`). The service
+checks it for every job it makes, whatever makes it (``POST /jobs``, a rerun, a schedule's
+tick, a run now): :class:`HubQuota` is the job manager's :class:`~aicloud.manager.Quota`, and
+the count of the user's jobs is taken under a per-user lock in the transaction that inserts
+the job, so two submissions at once cannot both pass. The GPUs of servers come from the hub
+at that moment; a server and a job started at the same instant are checked apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from aicloud.catalog import Catalog, CatalogError
 from aicloud.errors import AICloudError
+from aicloud.manager import Quota
+from aicloud.spec import JobSpec
+from aicloud.store.store import ACTIVE, Admission
 
-ACTIVE_JOB_STATUSES = ("queued", "starting", "running")
+ACTIVE_JOB_STATUSES = ACTIVE
 
 
 class QuotaExceeded(AICloudError):
     """The request would take the user past the GPU quota of their groups."""
 
     status = 403
+
+
+class HubUnavailable(AICloudError):
+    """The hub did not describe a user (their groups and servers decide the quota)."""
+
+    status = 502
 
 
 @dataclass(frozen=True)
@@ -86,3 +103,56 @@ def check_gpu_quota(
         f"({usage.servers} in servers, {usage.jobs} in jobs) of the {limit} allowed to group "
         f"{', '.join(quota_groups)}; stop a server or cancel a job first"
     )
+
+
+def servers_gpus(catalog: Catalog, hub_user: dict[str, Any]) -> int:
+    """GPUs held by the running servers of the hub's user model ``hub_user``."""
+    return sum(
+        server_gpus(catalog, server.get("user_options"))
+        for server in (hub_user.get("servers") or {}).values()
+    )
+
+
+async def fetch_hub_user(api_url: str, api_token: str, name: str) -> dict[str, Any]:
+    """The hub's model of user ``name`` (groups, servers), read with the service's token."""
+    from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+    url = f"{api_url.rstrip('/')}/users/{quote(name, safe='')}"
+    request = HTTPRequest(url, headers={"Authorization": f"token {api_token}"})
+    try:
+        response = await AsyncHTTPClient().fetch(request)
+    except HTTPClientError as e:
+        raise HubUnavailable(f"the hub did not describe user {name}: {e.code}") from None
+    except OSError as e:
+        raise HubUnavailable(f"the hub did not describe user {name}: {e}") from None
+    return json.loads(response.body)
+
+
+class HubQuota(Quota):
+    """The catalog's GPU quota, as the job manager's gate (``JobManager.quota``).
+
+    ``hub_user(name)`` is a coroutine giving the hub's model of a user: their groups and
+    their servers' ``user_options``. A job that asks for no GPU, or a user without a limit,
+    is let in without a lock.
+    """
+
+    def __init__(self, catalog: Catalog, hub_user: Callable[[str], Awaitable[dict[str, Any]]]):
+        self.catalog = catalog
+        self.hub_user = hub_user
+
+    async def admission(self, spec: JobSpec, owner: str) -> Admission | None:
+        """The check of ``owner``'s new job: their servers now, their jobs under the lock."""
+        requested = job_gpus(self.catalog, spec.model_dump(mode="json"))
+        if not requested:
+            return None
+        user = await self.hub_user(owner)
+        groups = user.get("groups") or []
+        if self.catalog.quota_for(sorted(set(groups))) is None:
+            return None
+        servers = servers_gpus(self.catalog, user)
+
+        def admit(active_specs: list[dict]) -> None:
+            usage = GPUUsage(servers=servers, jobs=jobs_gpus(self.catalog, active_specs))
+            check_gpu_quota(self.catalog, owner, groups, usage, requested, "job")
+
+        return admit

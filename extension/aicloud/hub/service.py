@@ -11,17 +11,13 @@ so they keep firing while a user's server is stopped or culled.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import signal
 import sys
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
 import jupyterhub
-from jupyter_server.auth.decorator import authorized
 from jupyter_server.serverapp import ServerApp
-from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool, Int, Unicode, default
 
 from aicloud.app import AICloudApp
@@ -35,13 +31,12 @@ from aicloud.hub.auth import is_admin
 from aicloud.hub.quota import (
     ACTIVE_JOB_STATUSES,
     GPUUsage,
-    check_gpu_quota,
-    job_gpus,
+    HubQuota,
+    fetch_hub_user,
     jobs_gpus,
-    server_gpus,
+    servers_gpus,
 )
 from aicloud.hub.tokens import HubTokens, RevokedTokens, WithJobTokens
-from aicloud.spec import JobSpec
 
 #: Handlers whose POST creates something the caller will own.
 _CREATORS = (JobCollectionHandler, ScheduleCollectionHandler)
@@ -71,47 +66,17 @@ class HubUserMixin:
 
     async def hub_user(self) -> dict:
         """The hub's model of the caller (groups, running servers), read with the service token."""
-        name = self.current_user.username
         hub_auth = self.identity_provider.hub_auth
-        url = f"{hub_auth.api_url.rstrip('/')}/users/{quote(name, safe='')}"
-        request = HTTPRequest(url, headers={"Authorization": f"token {hub_auth.api_token}"})
-        try:
-            response = await AsyncHTTPClient().fetch(request)
-        except HTTPClientError as e:
-            raise web.HTTPError(502, f"the hub did not describe user {name}: {e.code}") from None
-        return json.loads(response.body)
+        return await fetch_hub_user(
+            hub_auth.api_url, hub_auth.api_token, self.current_user.username
+        )
 
     def gpu_usage(self, catalog: Catalog, hub_user: dict) -> GPUUsage:
         """GPUs the caller holds in running servers and active jobs."""
-        servers = sum(
-            server_gpus(catalog, server.get("user_options"))
-            for server in (hub_user.get("servers") or {}).values()
+        jobs = self.manager.store.active_jobs(ACTIVE_JOB_STATUSES, owner=hub_user["name"])
+        return GPUUsage(
+            servers=servers_gpus(catalog, hub_user), jobs=jobs_gpus(catalog, (j.spec for j in jobs))
         )
-        page = self.manager.list(hub_user["name"], statuses=ACTIVE_JOB_STATUSES, limit=500)
-        return GPUUsage(servers=servers, jobs=jobs_gpus(catalog, (j.spec for j in page.items)))
-
-
-class HubJobCollectionHandler(HubUserMixin, JobCollectionHandler):
-    """``/jobs`` in the hub: creation also checks the user's GPU quota."""
-
-    @web.authenticated
-    @authorized
-    async def post(self):
-        """Refuse (403) a job past the GPU quota, then create it as usual."""
-        spec = self.parse_body(JobSpec)
-        catalog: Catalog | None = self.settings.get("aicloud_catalog")
-        requested = job_gpus(catalog, spec.model_dump(mode="json"))
-        if catalog is not None and requested:
-            hub_user = await self.hub_user()
-            check_gpu_quota(
-                catalog,
-                hub_user["name"],
-                hub_user.get("groups") or [],
-                self.gpu_usage(catalog, hub_user),
-                requested,
-                "job",
-            )
-        await super().post()
 
 
 class HubResourcesHandler(HubUserMixin, ResourcesHandler):
@@ -141,9 +106,7 @@ def hub_handlers() -> list[tuple]:
     """The REST API's routes, with handlers that act for the calling hub user."""
     routes = []
     for pattern, handler, *rest in default_handlers:
-        if handler is JobCollectionHandler:
-            wrapped = HubJobCollectionHandler
-        elif handler is ResourcesHandler:
+        if handler is ResourcesHandler:
             wrapped = HubResourcesHandler
         else:
             wrapped = type(handler.__name__, (HubUserMixin, handler), {})
@@ -195,6 +158,11 @@ class AICloudHubApp(AICloudApp):
         super().initialize_settings()
         catalog = load_catalog(self.catalog_path) if self.catalog_path else None
         self.settings.update(aicloud_mode="hub", aicloud_owner=None, aicloud_catalog=catalog)
+        if catalog is not None:  # every job the service makes passes the GPU quota
+            hub_auth = self.serverapp.identity_provider.hub_auth
+            self.settings["aicloud_manager"].quota = HubQuota(
+                catalog, lambda name: fetch_hub_user(hub_auth.api_url, hub_auth.api_token, name)
+            )
         if self.job_tokens:
             self._issue_job_tokens(self.settings["aicloud_manager"])
         self.log.info(
