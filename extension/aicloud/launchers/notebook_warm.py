@@ -89,6 +89,18 @@ def write_all(fd: int, data: bytes) -> None:
             view = view[os.write(fd, view) :]
 
 
+def _signal_all(groups, processes, signum: int) -> None:
+    """Send ``signum`` to each process group, then to each process; those gone are skipped."""
+    import psutil
+
+    for group in groups:
+        with contextlib.suppress(OSError):
+            os.killpg(group, signum)
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signum)  # on POSIX: terminate() or kill(), pid reuse checked
+
+
 def kill_descendants(grace: float) -> None:
     """SIGTERM every descendant (and its process group), SIGKILL after ``grace``, reap."""
     import psutil
@@ -103,19 +115,9 @@ def kill_descendants(grace: float) -> None:
         with contextlib.suppress(OSError):
             groups.add(os.getpgid(victim.pid))
     groups.discard(own)
-    for group in groups:
-        with contextlib.suppress(OSError):
-            os.killpg(group, signal.SIGTERM)
-    for victim in victims:
-        with contextlib.suppress(psutil.Error):
-            victim.terminate()
+    _signal_all(groups, victims, signal.SIGTERM)
     _, alive = psutil.wait_procs(victims, timeout=grace)
-    for group in groups:
-        with contextlib.suppress(OSError):
-            os.killpg(group, signal.SIGKILL)
-    for victim in alive:
-        with contextlib.suppress(psutil.Error):
-            victim.kill()
+    _signal_all(groups, alive, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=5)
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0]:
