@@ -501,7 +501,6 @@ class JobManager(LoggingConfigurable):
                         cwd=cwd,
                         env=env,
                         notebook_pool=env.pop(POOL_ENV, None),
-                        python=backend.python,
                     ),
                 )
                 handle = await backend.start(
