@@ -220,6 +220,10 @@ def test_the_kubernetes_backend_gets_the_claims_paths_uid_and_accounts_of_the_ch
     for image, flavour in ((backend.worker_image, "cpu"), (backend.worker_gpu_image, "cuda")):
         assert image == f"ghcr.io/aicloud/worker-{flavour}:{__version__}"
         assert (IMAGES / f"worker-{flavour}.Dockerfile").exists()
+    # Job pods call the service back where user servers reach it.
+    service_url = v["hub"]["extraEnv"]["AICLOUD_SERVICE_URL"] + f"/services/{SERVICE_NAME}/"
+    assert backend.service_url == service_url
+    assert hub_config.Spawner.environment["AICLOUD_HUB_SERVICE_URL"] == service_url
     # Jobs start in the owner's home, where job pods mount it.
     assert f"--ServerApp.root_dir={storage['homeMountPath']}" in service_of(hub_config)["command"]
     # In-cluster configuration: a hub-managed service inherits almost nothing of the hub's env.

@@ -32,6 +32,7 @@ DATA_DIR = env("AICLOUD_DATA_DIR", "/srv/jupyterhub/aicloud")
 SERVICE_URL = env("AICLOUD_SERVICE_URL", "http://hub:10101")
 HOME_PATH = env("AICLOUD_HOME_PATH", "/home/jovyan")
 BACKENDS = [name.strip() for name in env("AICLOUD_BACKENDS", "kubernetes").split(",") if name]
+PUBLIC_SERVICE_URL = SERVICE_URL.rstrip("/") + f"/services/{SERVICE_NAME}/"
 # Job pods run in the hub's namespace: PVCs are namespaced, and they mount the runs claim the
 # hub pod mounts and their owner's claim-{username}, which KubeSpawner makes there.
 KUBERNETES_BACKEND = {
@@ -45,6 +46,8 @@ KUBERNETES_BACKEND = {
     "service_account": env("AICLOUD_JOBS_SERVICE_ACCOUNT", "aicloud-jobs"),
     "worker_image": env("AICLOUD_WORKER_IMAGE", ""),
     "worker_gpu_image": env("AICLOUD_WORKER_GPU_IMAGE", ""),
+    # Job pods call the service back as user servers do (the hub Service's port 10101).
+    "service_url": PUBLIC_SERVICE_URL,
 }
 
 try:
@@ -63,7 +66,7 @@ c.KubeSpawner.default_url = "/lab"
 configure_aicloud_service(
     c,
     url="http://0.0.0.0:10101",
-    public_service_url=SERVICE_URL.rstrip("/") + "/services/aicloud/",
+    public_service_url=PUBLIC_SERVICE_URL,
     data_dir=DATA_DIR,
     catalog_path=CATALOG,
     # Jobs start in the owner's home as job pods mount it (the hub pod has no users' files).
