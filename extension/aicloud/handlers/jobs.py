@@ -71,6 +71,37 @@ def check_member(name: str, value: str | None, enum) -> str | None:
     return value
 
 
+class OneObjectHandler(AICloudHandler):
+    """``GET`` and ``DELETE`` of one object named by the route's one group (its id).
+
+    Subclasses say how to find it (:meth:`model`) and remove it (:meth:`remove`); each
+    raises the domain's 404 for an id the caller may not see.
+    """
+
+    def model(self, object_id: str) -> dict:
+        """The object's model."""
+        raise NotImplementedError
+
+    def remove(self, object_id: str) -> None:
+        """Delete the object."""
+        raise NotImplementedError
+
+    @web.authenticated
+    @authorized
+    async def get(self, **ids: str):
+        """One object."""
+        (object_id,) = ids.values()
+        self.write_json(self.model(object_id))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, **ids: str):
+        """Delete the object: 204."""
+        (object_id,) = ids.values()
+        self.remove(object_id)
+        write_deleted(self)
+
+
 class JobCollectionHandler(AICloudHandler):
     """``/jobs``: list (filtered, paginated) and create."""
 
@@ -100,21 +131,16 @@ class JobCollectionHandler(AICloudHandler):
         write_created(self, job_model(await self.manager.submit(spec, self.owner)), "jobs")
 
 
-class JobHandler(AICloudHandler):
-    """``/jobs/{id}``: get and delete."""
+class JobHandler(OneObjectHandler):
+    """``/jobs/{id}``: get, and delete a job that has ended."""
 
-    @web.authenticated
-    @authorized
-    async def get(self, job_id: str):
-        """One job."""
-        self.write_json(job_model(self.manager.get(job_id, self.owner)))
+    def model(self, object_id: str) -> dict:
+        """The job's model."""
+        return job_model(self.manager.get(object_id, self.owner))
 
-    @web.authenticated
-    @authorized
-    async def delete(self, job_id: str):
-        """Delete a job that has ended: 204."""
-        self.manager.delete(job_id, self.owner)
-        write_deleted(self)
+    def remove(self, object_id: str) -> None:
+        """Delete the job, if it has ended (409 if not)."""
+        self.manager.delete(object_id, self.owner)
 
 
 class JobCancelHandler(AICloudHandler):

@@ -6,13 +6,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from aicloud.handlers.base import AICloudHandler
-from aicloud.handlers.jobs import (
-    API,
-    page_arguments,
-    write_created,
-    write_deleted,
-    write_page,
-)
+from aicloud.handlers.jobs import API, OneObjectHandler, page_arguments, write_created, write_page
 from aicloud.models import job_model, schedule_model
 from aicloud.scheduler import Scheduler
 from aicloud.spec import RunNow, ScheduleSpec, ScheduleUpdate
@@ -48,14 +42,16 @@ class ScheduleCollectionHandler(ScheduleHandlerBase):
         write_created(self, schedule_model(schedule), "schedules")
 
 
-class ScheduleHandler(ScheduleHandlerBase):
-    """``/schedules/{id}``: get, change (pause, resume, ...), delete."""
+class ScheduleHandler(ScheduleHandlerBase, OneObjectHandler):
+    """``/schedules/{id}``: get, change (pause, resume, ...), delete (its runs stay)."""
 
-    @web.authenticated
-    @authorized
-    async def get(self, schedule_id: str):
-        """One schedule."""
-        self.write_json(schedule_model(self.scheduler.get(schedule_id, self.owner)))
+    def model(self, object_id: str) -> dict:
+        """The schedule's model."""
+        return schedule_model(self.scheduler.get(object_id, self.owner))
+
+    def remove(self, object_id: str) -> None:
+        """Delete the schedule; its runs stay."""
+        self.scheduler.delete(object_id, self.owner)
 
     @web.authenticated
     @authorized
@@ -63,13 +59,6 @@ class ScheduleHandler(ScheduleHandlerBase):
         """Change fields; ``{"paused": true}`` pauses, ``false`` resumes."""
         change = self.parse_body(ScheduleUpdate)
         self.write_json(schedule_model(self.scheduler.update(schedule_id, self.owner, change)))
-
-    @web.authenticated
-    @authorized
-    async def delete(self, schedule_id: str):
-        """Delete the schedule (its runs stay): 204."""
-        self.scheduler.delete(schedule_id, self.owner)
-        write_deleted(self)
 
 
 class ScheduleRunHandler(ScheduleHandlerBase):
