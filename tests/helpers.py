@@ -59,3 +59,44 @@ async def job_log(jp_fetch, job_id: str) -> str:
     status, text = await api(jp_fetch, "GET", "jobs", job_id, "logs")
     assert status == 200
     return text
+
+
+async def start_attempt(
+    backend,
+    plan,
+    run_dir,
+    number: int = 1,
+    timeout: int | None = None,
+    spec=None,
+    owner: str | None = None,
+    launch: dict | None = None,
+) -> dict:
+    """``backend.start`` of one attempt of ``plan`` (a one-process command spec by default)."""
+    from pathlib import Path
+
+    from aicloud.backends.base import Attempt
+    from aicloud.spec import JobSpec
+
+    spec = spec or JobSpec(kind="command", command=["true"])
+    run_dir = Path(run_dir)
+    attempt = Attempt(run_dir.name, number, run_dir, plan, spec, owner, launch or {}, timeout)
+    return await backend.start(attempt)
+
+
+def plan_for_backend(backend, spec, job_id: str, run_dir, cwd, env: dict[str, str]):
+    """The plan that the manager would make for ``spec`` on ``backend`` (attempt 1)."""
+    from pathlib import Path
+
+    from aicloud.launchers import LaunchContext, launcher_for
+
+    context = LaunchContext(
+        job_id=job_id,
+        attempt=1,
+        run_dir=Path(run_dir),
+        cwd=Path(cwd),
+        env=env,
+        python=backend.python,
+        network=backend.network(job_id, 1),
+        cores=backend.cores(spec),
+    )
+    return launcher_for(spec).plan(spec, context)

@@ -49,6 +49,7 @@ KINDS = {  # plural -> (kind, apiVersion)
     "pods": ("Pod", "v1"),
     "services": ("Service", "v1"),
     "configmaps": ("ConfigMap", "v1"),
+    "secrets": ("Secret", "v1"),
     "events": ("Event", "v1"),
     "trainjobs": ("TrainJob", "trainer.kubeflow.org/v1alpha1"),
 }

@@ -31,6 +31,7 @@ from aicloud.backends.local import LocalBackend
 from aicloud.launchers import LaunchPlan
 from aicloud.spec import JobSpec
 from tests.conftest import wait_for
+from tests.helpers import start_attempt
 from tests.test_local_backend import processes_marked, wait_exit
 
 WORKER = Path(__file__).resolve().parent.parent / "bench" / "workloads" / "chaos_worker.py"
@@ -313,7 +314,7 @@ def gpu_attempt(tmp_path: Path, marker: str):
 async def test_a_gpu_is_released_only_once_the_killed_attempt_is_gone(tmp_path):
     marker = uuid.uuid4().hex
     backend, spec, plan = gpu_attempt(tmp_path, marker)
-    handle = await backend.start(plan, tmp_path, 1, None, spec)
+    handle = await start_attempt(backend, plan, tmp_path, 1, None, spec)
     assert backend.gpus.free == []
     wait_for(lambda: len(processes_marked(marker)) == 2)
     os.kill(handle["pid"], signal.SIGKILL)
@@ -328,7 +329,7 @@ async def test_a_gpu_stays_leased_while_processes_of_the_attempt_survive(tmp_pat
     unit's wait is replaced by one that says so) keeps the attempt, and its GPU."""
     marker = uuid.uuid4().hex
     backend, spec, plan = gpu_attempt(tmp_path, marker)
-    handle = await backend.start(plan, tmp_path, 1, None, spec)
+    handle = await start_attempt(backend, plan, tmp_path, 1, None, spec)
     wait_for(lambda: len(processes_marked(marker)) == 2)
     os.kill(handle["pid"], signal.SIGKILL)
     monkeypatch.setattr(local_backend, "wait_empty", lambda unit, timeout: False)

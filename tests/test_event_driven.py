@@ -16,8 +16,7 @@ import pytest
 
 from aicloud.backends.local import LocalBackend
 from aicloud.launchers import LaunchPlan
-from aicloud.launchers.base import ProcessSpec
-from tests.helpers import api, submit, wait_job
+from tests.helpers import api, start_attempt, submit, wait_job
 
 SLOW_POLL = 60.0
 
@@ -92,10 +91,8 @@ async def test_a_new_schedule_fires_without_waiting_for_the_tick_interval(jp_fet
 async def test_the_supervisor_sleeps_while_its_job_runs(tmp_path):
     """No timer in the supervisor: a 2 s job costs it a handful of wake-ups, not 100."""
     backend = LocalBackend()
-    job_plan = LaunchPlan(
-        [ProcessSpec("main", ["sleep", "2"], {"PATH": "/usr/bin:/bin"})], tmp_path
-    )
-    handle = await backend.start(job_plan, tmp_path, 1, None)
+    job_plan = LaunchPlan.single(["sleep", "2"], {"PATH": "/usr/bin:/bin"}, tmp_path)
+    handle = await start_attempt(backend, job_plan, tmp_path, 1, None)
     supervisor = psutil.Process(handle["pid"])
     await asyncio.sleep(0.5)  # past start-up
     before = supervisor.num_ctx_switches().voluntary

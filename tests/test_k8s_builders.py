@@ -18,9 +18,9 @@ from jsonschema import Draft202012Validator
 from aicloud.backends.kubernetes.builders import (
     AttemptContext,
     ClusterConfig,
-    make_manifests,
     with_owner,
 )
+from aicloud.backends.kubernetes.planning import make_manifests
 from aicloud.backends.kubernetes.shapes import Images, PodShape, pod_shape
 from aicloud.catalog import load_catalog
 from aicloud.spec import JobSpec
@@ -133,30 +133,36 @@ GOLDEN_TORCH = yaml.safe_load(
           - python
           - -m
           - torch.distributed.run
-          - --rdzv-backend=c10d
-          - --rdzv-endpoint=$(PET_MASTER_ADDR):$(PET_MASTER_PORT)
-          - --rdzv-id=job-0123456789ab-a1
-          - --rdzv-conf=RDZV_CONF
           - --max-restarts=0
           - --tee=3
+          - --monitor-interval=0.5
+          - --log-dir=__LOG_DIR__
           - train.py
           - --lr=$$0.1
           workingDir: /home/jovyan/work
           env:
-          - name: PET_NODE_RANK
+          - name: AICLOUD_NODE_RANK
             valueFrom:
               fieldRef:
                 fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-          - {name: PET_NNODES, value: '2'}
-          - {name: PET_NPROC_PER_NODE, value: '2'}
-          - {name: PET_MASTER_ADDR, value: job-0123456789ab-a1-0.job-0123456789ab-a1}
-          - {name: PET_MASTER_PORT, value: '29400'}
-          - {name: TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE, value: '[rank$${rank}]:'}
-          - {name: OMP_NUM_THREADS, value: '2'}
           - {name: PYTHONUNBUFFERED, value: '1'}
           - {name: AICLOUD_JOB_ID, value: job-0123456789ab}
           - {name: AICLOUD_RUN_DIR, value: /srv/aicloud/runs/job-0123456789ab}
           - {name: SEED, value: '1'}
+          - {name: TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE, value: '[rank$${rank}]:'}
+          - {name: OMP_NUM_THREADS, value: '2'}
+          - {name: PET_NNODES, value: '2'}
+          - {name: PET_NPROC_PER_NODE, value: '2'}
+          - name: PET_NODE_RANK
+            valueFrom:
+              fieldRef:
+                fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+          - {name: PET_MASTER_ADDR, value: job-0123456789ab-a1-0.job-0123456789ab-a1}
+          - {name: PET_MASTER_PORT, value: '29400'}
+          - {name: PET_RDZV_BACKEND, value: c10d}
+          - {name: PET_RDZV_ENDPOINT, value: 'job-0123456789ab-a1-0.job-0123456789ab-a1:29400'}
+          - {name: PET_RDZV_ID, value: job-0123456789ab-a1}
+          - {name: PET_RDZV_CONF, value: '__RDZV_CONF__'}
           resources:
             requests: {cpu: '4', memory: 8Gi}
             limits: {cpu: '4', memory: 8Gi}
@@ -190,10 +196,12 @@ GOLDEN_TORCH = yaml.safe_load(
     selector: {app.kubernetes.io/managed-by: aicloud, aicloud.dev/job-id: job-0123456789ab,
                aicloud.dev/attempt: '1'}
     ports: [{name: rendezvous, port: 29400, targetPort: 29400, protocol: TCP}]
+    clusterIP: None
+    publishNotReadyAddresses: true
 """.replace(
-        "RDZV_CONF",
+        "__RDZV_CONF__",
         "join_timeout=1800,last_call_timeout=2,keep_alive_interval=2,keep_alive_max_attempt=3",
-    )
+    ).replace("__LOG_DIR__", f"{RUN_DIR}/torchrun/attempt-1/node-$(AICLOUD_NODE_RANK)")
 )
 
 
@@ -228,7 +236,7 @@ def test_elastic_torch_job_leader_decides_and_nnodes_is_a_range():
     assert job["spec"]["successPolicy"] == {"rules": [{"succeededIndexes": "0"}]}
     assert job["spec"]["backoffLimit"] == 3  # pods lost to infrastructure may be replaced
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command[-3:] == ["--tee=3", "-m", "trainer.main"] and "--max-restarts=3" in command
+    assert command[-2:] == ["-m", "trainer.main"] and "--max-restarts=3" in command
     check_schema(job)
 
 
@@ -237,25 +245,23 @@ def test_tensorflow_tf_config_from_completion_index_golden():
     job, service = make_manifests(spec, context(spec), CONFIG).all
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "mwms.py"]
-    assert container["env"][:3] == [
-        {
-            "name": "AICLOUD_NODE_RANK",
-            "valueFrom": {
-                "fieldRef": {
-                    "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-                }
-            },
+    assert container["env"][0] == {
+        "name": "AICLOUD_NODE_RANK",
+        "valueFrom": {
+            "fieldRef": {
+                "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+            }
         },
-        {
-            "name": "TF_CONFIG",
-            "value": '{"cluster":{"worker":['
-            f'"{NAME}-0.{NAME}:2222","{NAME}-1.{NAME}:2222","{NAME}-2.{NAME}:2222"'
-            ']},"task":{"type":"worker","index":$(AICLOUD_NODE_RANK)}}',
-        },
-        {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"},
-    ]
+    }
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TF_CONFIG"] == (
+        '{"cluster":{"worker":['
+        f'"{NAME}-0.{NAME}:2222","{NAME}-1.{NAME}:2222","{NAME}-2.{NAME}:2222"'
+        ']},"task":{"type":"worker","index":$(AICLOUD_NODE_RANK)}}'
+    )
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "1"
     assert job["spec"]["template"]["metadata"]["annotations"] == {
-        "aicloud.dev/rank-prefix": "index"
+        "aicloud.dev/rank-prefix": "[rank{index}]:"
     }
     assert service["spec"]["ports"] == [
         {"name": "tf", "port": 2222, "targetPort": 2222, "protocol": "TCP"}
@@ -264,13 +270,13 @@ def test_tensorflow_tf_config_from_completion_index_golden():
     check_schema(service)
 
 
-def test_notebook_job_runs_papermill_with_parameters_from_a_configmap():
+def test_notebook_job_runs_papermill_with_parameters_staged_from_a_configmap():
     spec = JobSpec(
         kind="notebook", notebook="reports/weekly.ipynb", parameters={"day": "mon", "n": 3}
     )
     manifests = make_manifests(spec, context(spec), CONFIG)
     job, configmap = manifests.all
-    assert configmap["data"] == {"parameters.json": '{"day": "mon", "n": 3}'}
+    assert configmap["data"] == {"file-0": '{"day": "mon", "n": 3}'}
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["command"] == [
         "python",
@@ -279,10 +285,17 @@ def test_notebook_job_runs_papermill_with_parameters_from_a_configmap():
         "--input=/home/jovyan/work/reports/weekly.ipynb",
         f"--output={RUN_DIR}/outputs/weekly.ipynb",
         f"--html={RUN_DIR}/outputs/weekly.html",
-        "--parameters=/etc/aicloud/parameters.json",
+        f"--parameters={RUN_DIR}/parameters.json",
         "--cwd=/home/jovyan/work/reports",
     ]
-    assert {"name": "parameters", "configMap": {"name": f"{NAME}-parameters"}} in pod["volumes"]
+    files = {"configMap": {"name": f"{NAME}-files", "items": [{"key": "file-0", "path": "file-0"}]}}
+    assert {"name": "files", **files} in pod["volumes"]
+    assert {
+        "name": "files",
+        "mountPath": f"{RUN_DIR}/parameters.json",
+        "subPath": "file-0",
+        "readOnly": True,
+    } in pod["containers"][0]["volumeMounts"]
     assert job["spec"]["completions"] == 1
     for obj in manifests.all:
         check_schema(obj)
@@ -305,8 +318,9 @@ def test_trainjob_golden_when_the_crd_is_installed():
     assert body["activeDeadlineSeconds"] == 600
     trainer = body["trainer"]
     assert trainer["image"] == "ghcr.io/aicloud/singleuser-cuda:0.1.0"
-    assert trainer["command"] == ["python", "-m", "torch.distributed.run"]
-    assert trainer["args"] == ["--max-restarts=0", "--tee=3", "train.py"]
+    assert trainer["command"][:4] == ["sh", "-c", 'cd "$$0" && exec "$$@"', "/home/jovyan/work"]
+    assert trainer["command"][4:7] == ["python", "-m", "torch.distributed.run"]
+    assert trainer["command"][-1] == "train.py" and "args" not in trainer
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 8)
     assert trainer["resourcesPerNode"] == {
         "requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "1"},
@@ -397,7 +411,7 @@ def test_every_manifest_is_valid_against_the_official_schemas(values, trainjob, 
 
 
 def test_the_schemas_refuse_a_misspelt_field():
-    spec = JobSpec(kind="train", framework="torch", script="t.py")
+    spec = JobSpec(kind="train", framework="torch", script="t.py", resources={"nodes": 2})
     job = make_manifests(spec, context(spec), CONFIG).primary
     job["spec"]["template"]["spec"]["nodeSelecter"] = {"a": "b"}
     with pytest.raises(AssertionError, match="nodeSelecter"):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from aicloud.backends.kubernetes.backend import KubernetesBackend
-from aicloud.launchers import LaunchPlan
 from aicloud.manager import classify
 from aicloud.spec import JobSpec, ReasonCode
+from tests.helpers import plan_for_backend, start_attempt
 from tests.k8s_fake import FakeKubernetes
 
 CATALOG = Path(__file__).parent.parent / "spawner_config" / "hardware.yaml"
@@ -51,9 +51,16 @@ async def start(
 ):
     run_dir = tmp_path / "runs" / job_id
     run_dir.mkdir(parents=True)
-    env = {"AICLOUD_JOB_ID": job_id, "AICLOUD_RUN_DIR": str(run_dir), "SECRET_OF_SERVER": "x"}
-    plan = LaunchPlan.single(["python", "train.py"], env, tmp_path)
-    return await backend.start(plan, run_dir, 1, spec.timeout_seconds, spec), run_dir
+    (tmp_path / "train.py").touch()
+    env = {"AICLOUD_JOB_ID": job_id, "AICLOUD_RUN_DIR": str(run_dir)}
+    plan = plan_for_backend(backend, spec, job_id, run_dir, tmp_path, env)
+    return await start_attempt(backend, plan, run_dir, 1, spec.timeout_seconds, spec), run_dir
+
+
+@pytest.fixture(autouse=True)
+def server_secret(monkeypatch):
+    """A variable of the service's own that no pod may see."""
+    monkeypatch.setenv("SECRET_OF_SERVER", "x")
 
 
 async def until(predicate, timeout: float = 15.0):

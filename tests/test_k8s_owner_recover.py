@@ -14,6 +14,7 @@ from aicloud.backends.kubernetes.backend import KubernetesBackend
 from aicloud.errors import InvalidSpec
 from aicloud.launchers import LaunchPlan
 from aicloud.spec import JobSpec
+from tests.helpers import start_attempt
 from tests.k8s_fake import FakeKubernetes
 
 CATALOG = Path(__file__).parent.parent / "spawner_config" / "hardware.yaml"
@@ -54,8 +55,15 @@ async def test_the_owner_reaches_the_pod_and_recover_adopts_it(fake, tmp_path):
     # Before the start: the cluster has nothing of that name, so it never ran.
     assert await backend.recover(launch, run_dir, 1) is None
     try:
-        handle = await backend.start(
-            plan_for(run_dir, tmp_path), run_dir, 1, None, spec, owner="alice", launch=launch
+        handle = await start_attempt(
+            backend,
+            plan_for(run_dir, tmp_path),
+            run_dir,
+            1,
+            None,
+            spec,
+            owner="alice",
+            launch=launch,
         )
         pod = fake.get("jobs", handle["name"])["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsUser"] == 1001

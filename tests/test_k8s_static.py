@@ -89,22 +89,7 @@ def test_rbac_is_valid_and_grants_only_what_the_backend_uses():
     for document in documents:
         validate_k8s_object(document)
     (role,) = [d for d in documents if d["kind"] == "Role"]
-    granted = {
-        (group, resource): sorted(rule["verbs"])
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-    }
-    assert granted == {
-        ("batch", "jobs"): ["create", "delete", "get", "list", "watch"],
-        ("batch", "jobs/finalizers"): ["update"],
-        ("", "services"): ["create"],
-        ("", "configmaps"): ["create"],
-        ("", "pods"): ["get", "list", "watch"],
-        ("", "pods/log"): ["get"],
-        ("", "events"): ["list"],
-        ("trainer.kubeflow.org", "trainjobs"): ["create", "delete", "get", "list", "watch"],
-    }
+    # What it grants is derived from the backend's own requests in test_deploy_chart.py.
     (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     jobs_account = next(

@@ -13,7 +13,7 @@ import psutil
 
 from aicloud.backends.local import LocalBackend, find_process
 from aicloud.launchers import LaunchPlan
-from tests.helpers import api, job_log, submit, wait_job
+from tests.helpers import api, job_log, start_attempt, submit, wait_job
 
 
 def processes_marked(marker: str) -> list[psutil.Process]:
@@ -40,7 +40,7 @@ async def wait_exit(backend: LocalBackend, handle: dict, timeout: float = 20):
 
 async def test_attempt_runs_in_its_own_session(tmp_path):
     backend = LocalBackend()
-    handle = await backend.start(plan(["sleep", "30"], tmp_path), tmp_path, 1, None)
+    handle = await start_attempt(backend, plan(["sleep", "30"], tmp_path), tmp_path, 1, None)
     assert os.getsid(handle["pid"]) == handle["pid"] != os.getsid(0)
     assert os.getpgid(handle["pid"]) == handle["pid"]
     assert await backend.poll(handle) is None
@@ -51,8 +51,8 @@ async def test_attempt_runs_in_its_own_session(tmp_path):
 
 async def test_status_file_records_exit_code(tmp_path):
     backend = LocalBackend()
-    handle = await backend.start(
-        plan(["sh", "-c", "echo out; exit 7"], tmp_path), tmp_path, 1, None
+    handle = await start_attempt(
+        backend, plan(["sh", "-c", "echo out; exit 7"], tmp_path), tmp_path, 1, None
     )
     outcome = await wait_exit(backend, handle)
     assert outcome.exit_code == 7 and not outcome.timed_out and not outcome.lost
@@ -77,7 +77,9 @@ async def test_timeout_kills_the_whole_group(tmp_path):
     marker = uuid.uuid4().hex
     backend = LocalBackend(cancel_grace_seconds=0.5)
     script = "trap '' TERM; sleep 60 & sleep 61; wait"
-    handle = await backend.start(plan(["sh", "-c", script], tmp_path, marker), tmp_path, 1, 1)
+    handle = await start_attempt(
+        backend, plan(["sh", "-c", script], tmp_path, marker), tmp_path, 1, 1
+    )
     started = time.monotonic()
     outcome = await wait_exit(backend, handle)
     assert outcome.timed_out

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import pytest
 
-from aicloud.launchers import LaunchContext, launcher_for
+from aicloud.launchers import LaunchContext, LocalNetwork, launcher_for
 from aicloud.launchers.base import threads_per_process
 from aicloud.launchers.tensorflow import TensorFlowLauncher
 from aicloud.launchers.torch import TorchLauncher
@@ -90,11 +89,12 @@ print("loaded", json.dumps([float(model.w.numpy()), float(model.b.numpy()), *y])
 """
 
 
-@dataclass(frozen=True)
-class RepeatingPorts(LaunchContext):
-    """A context whose "free" ports repeat, as the OS may hand one out twice."""
+class RepeatingPorts(LocalNetwork):
+    """Loopback whose "free" ports repeat, as the OS may hand one out twice."""
 
-    ports: list[int] = field(default_factory=list)
+    def __init__(self, ports: list[int]):
+        super().__init__()
+        self.ports = ports
 
     def free_port(self) -> int:
         return self.ports.pop(0)
@@ -146,7 +146,7 @@ def test_plan_gives_each_worker_its_tf_config_and_rank_prefix(tmp_path):
 
 
 def test_ports_are_distinct_even_when_the_os_repeats_one(tmp_path):
-    repeating = context(tmp_path, cls=RepeatingPorts, ports=[5001, 5001, 5002, 5001, 5003])
+    repeating = context(tmp_path, network=RepeatingPorts([5001, 5001, 5002, 5001, 5003]))
     plan = TensorFlowLauncher().plan(spec(resources={"procs_per_node": 3}), repeating)
     workers = [json.loads(p.env["TF_CONFIG"])["cluster"]["worker"] for p in plan.processes]
     assert workers == [["127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"]] * 3
@@ -172,9 +172,10 @@ def test_module_and_source_entry_points(tmp_path):
         "-v",
     ]
     job = JobSpec.model_validate({**TF, "source": "print(1)", "resources": {"nodes": 2}})
-    processes = launcher.plan(job, context(tmp_path)).processes
-    assert [p.argv for p in processes] == [["/venv/bin/python", str(tmp_path / "source.py")]] * 2
-    assert (tmp_path / "source.py").read_text() == "print(1)"
+    plan = launcher.plan(job, context(tmp_path))
+    argv = ["/venv/bin/python", str(tmp_path / "source.py")]
+    assert [p.argv for p in plan.processes] == [argv] * 2
+    assert plan.files == {"source.py": "print(1)"}  # staged by the backend
 
 
 # (case, body, message prefix)

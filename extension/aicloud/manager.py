@@ -33,6 +33,7 @@ from traitlets.config import LoggingConfigurable
 from aicloud import runs
 from aicloud.accounts import account_of, private_dir
 from aicloud.backends import AttemptExit, Backend
+from aicloud.backends.base import Attempt as BackendAttempt
 from aicloud.errors import InvalidSpec, JobConflict, JobNotFound, LogsNotFound, UnsafeRunFile
 from aicloud.launchers import LaunchContext, launcher_for
 from aicloud.launchers.notebook import POOL_ENV
@@ -501,17 +502,15 @@ class JobManager(LoggingConfigurable):
                         cwd=cwd,
                         env=env,
                         notebook_pool=env.pop(POOL_ENV, None),
+                        python=backend.python,
+                        network=backend.network(job.id, number),
+                        cores=backend.cores(spec),
                     ),
                 )
-                handle = await backend.start(
-                    plan,
-                    run_dir,
-                    number,
-                    spec.timeout_seconds,
-                    spec,
-                    owner=job.owner,
-                    launch=launch,
+                attempt = BackendAttempt(
+                    job.id, number, run_dir, plan, spec, job.owner, launch, spec.timeout_seconds
                 )
+                handle = await backend.start(attempt)
             except InvalidSpec as e:
                 self._end_attempt(job.id, number, spec, ReasonCode.user_error, e.message)
                 return

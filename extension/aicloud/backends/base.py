@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,32 @@ from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
 from aicloud.launchers import LaunchPlan
+from aicloud.launchers.base import machine_cores
+from aicloud.launchers.plan import LocalNetwork, Network
+from aicloud.spec import JobSpec, Resources
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a job, as a backend starts it: who, which, where, and its plan.
+
+    ``launch`` is the record :meth:`Backend.prepare` gave, stored with the attempt before the
+    start; the handle that :meth:`Backend.start` returns includes it.
+    """
+
+    job_id: str
+    number: int
+    run_dir: Path
+    plan: LaunchPlan
+    spec: JobSpec
+    owner: str | None = None
+    launch: dict[str, Any] = field(default_factory=dict)
+    timeout_seconds: int | None = None
+
+    @property
+    def resources(self) -> Resources:
+        """What the spec asks for."""
+        return self.spec.resources
 
 
 @dataclass(frozen=True)
@@ -34,7 +61,9 @@ class AttemptExit:
 class Backend(LoggingConfigurable):
     """Base class of backends.
 
-    A backend runs :class:`~aicloud.launchers.LaunchPlan` objects and reports on them. It keeps
+    A backend places :class:`~aicloud.launchers.LaunchPlan` objects (an :class:`Attempt`
+    each), runs them and reports on them; launchers build the plans with the backend's
+    :meth:`network`, so that peers find each other wherever they run. It keeps
     no state of its own that matters: everything needed to find an attempt again after a
     restart of the service goes into the JSON-able ``handle`` that :meth:`start` returns, which
     the job service stores with the attempt.
@@ -68,25 +97,26 @@ class Backend(LoggingConfigurable):
         """Why ``spec`` cannot start yet (busy accelerators, say), or None if it can."""
         return None
 
+    @property
+    def python(self) -> str:
+        """The interpreter of jobs' Python processes (this server's)."""
+        return sys.executable
+
+    def network(self, job_id: str, attempt: int) -> Network:
+        """Where an attempt's nodes find each other (default: all on this machine)."""
+        return LocalNetwork()
+
+    def cores(self, spec: JobSpec) -> float | None:
+        """CPU cores of one of ``spec``'s nodes (default: this machine's)."""
+        return machine_cores()
+
     def prepare(self, job_id: str, attempt: int) -> dict[str, Any]:
         """The launch record of an attempt, stored before :meth:`start`: what finds it again."""
         return {}
 
-    async def start(
-        self,
-        plan: LaunchPlan,
-        run_dir: Path,
-        attempt: int,
-        timeout_seconds: int | None,
-        spec=None,
-        owner: str | None = None,
-        launch: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Start one attempt of ``spec`` as ``plan``; return the handle that finds it again.
-
-        ``launch`` is the record :meth:`prepare` gave (made here when None); the handle
-        includes it.
-        """
+    async def start(self, attempt: Attempt) -> dict[str, Any]:
+        """Place and start ``attempt``'s plan; return the handle that finds it again (it
+        includes ``attempt.launch``)."""
         raise NotImplementedError
 
     async def recover(

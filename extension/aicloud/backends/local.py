@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import secrets
@@ -29,11 +28,10 @@ from traitlets import Bool, Float, Int
 
 from aicloud.accounts import account_of, hand_over
 from aicloud.backends import supervise
-from aicloud.backends.base import AttemptExit, Backend
+from aicloud.backends.base import Attempt, AttemptExit, Backend
 from aicloud.backends.gpus import GPU, GPULeases, split
 from aicloud.backends.units import UNIT_ENV, CgroupUnit, TaggedUnit, cgroup_base, wait_empty
 from aicloud.errors import InvalidSpec, UnsafeRunFile
-from aicloud.launchers import LaunchPlan
 from aicloud.resources import detect_gpus
 from aicloud.runs import open_run_file
 from aicloud.spec import JobSpec
@@ -204,61 +202,51 @@ class LocalBackend(Backend):
             return f"waiting for {wanted} {GPU} ({len(self.gpus.free)} free)"
         return None
 
-    def _assign_gpus(self, plan: LaunchPlan, spec: JobSpec) -> tuple[LaunchPlan, list[int]]:
+    def _assign_gpus(self, plan_json: dict[str, Any], spec: JobSpec) -> list[int]:
         """Give each worker process its share of the job's GPUs in CUDA_VISIBLE_DEVICES."""
         wanted = spec.resources.accelerator_count * spec.resources.nodes
         gpus = (self.gpus.take(wanted) or []) if wanted else []
-        workers = [p for p in plan.processes if not p.service]
-        shares = iter(split(gpus, len(workers)))
-        processes = []
-        for process in plan.processes:
-            visible = [] if process.service else next(shares)
-            env = {**process.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, visible))}
-            processes.append(dataclasses.replace(process, env=env))
-        return dataclasses.replace(plan, processes=processes), gpus
+        processes = plan_json["processes"]
+        shares = iter(split(gpus, len([p for p in processes if not p["service"]])))
+        for process in processes:
+            visible = [] if process["service"] else next(shares)
+            process["env"]["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, visible))
+        return gpus
 
-    async def start(
-        self,
-        plan: LaunchPlan,
-        run_dir: Path,
-        attempt: int,
-        timeout_seconds: int | None,
-        spec: JobSpec | None = None,
-        owner: str | None = None,
-        launch: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Start the supervisor in the attempt's unit, then hand it the plan on stdin.
+    async def start(self, attempt: Attempt) -> dict[str, Any]:
+        """Stage the plan's files, start the supervisor in the attempt's unit, then hand it
+        the plan on stdin; every process gets this server's environment under its own.
 
         Returns the handle: supervisor pid and start time, paths, GPUs and the launch record.
         """
-        launch = launch or self.prepare(run_dir.name, attempt)
-        account = account_of(owner or "") if self.run_as_owner else None
+        run_dir, plan, number = attempt.run_dir, attempt.plan, attempt.number
+        launch = attempt.launch or self.prepare(attempt.job_id, number)
+        account = account_of(attempt.owner or "") if self.run_as_owner else None
         log = run_dir / "output.log"
-        status = _status_path(run_dir, attempt)
+        status = _status_path(run_dir, number)
         status.unlink(missing_ok=True)
-        gpus: list[int] = []
-        if spec is not None and self.gpus.devices:
-            plan, gpus = self._assign_gpus(plan, spec)
+        plan.stage(run_dir)
         unit = self.unit(launch)
         tag = {UNIT_ENV: unit.name} if unit.kind == TaggedUnit.kind else {}
         plan_json = plan.to_json()
-        plan_json["banner"] = f"[aicloud] attempt {attempt}" if attempt > 1 else ""
-        plan_json["gpus"] = gpus
+        plan_json["banner"] = f"[aicloud] attempt {number}" if number > 1 else ""
         for process in plan_json["processes"]:
-            process["env"] = {**process["env"], **tag}
+            process["env"] = {**os.environ, **process["env"], **tag}
+        gpus = self._assign_gpus(plan_json, attempt.spec) if self.gpus.devices else []
+        plan_json["gpus"] = gpus
         argv = [
             sys.executable,
             "-I",
             "-S",
             str(SUPERVISOR),
             "--claim",
-            str(_claim_path(run_dir, attempt, launch["nonce"])),
+            str(_claim_path(run_dir, number, launch["nonce"])),
             "--log",
             str(log),
             "--status",
             str(status),
             "--timeout",
-            str(timeout_seconds or 0),
+            str(attempt.timeout_seconds or 0),
             "--grace",
             str(self.cancel_grace_seconds),
         ]

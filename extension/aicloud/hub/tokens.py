@@ -31,14 +31,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from aicloud.backends.base import Attempt
 from aicloud.hub import ACCESS_SCOPE
-from aicloud.launchers import LaunchPlan
 
 #: What a job's token may do: call the aicloud service, as the job's owner, and nothing else.
 JOB_TOKEN_SCOPES = [ACCESS_SCOPE]
@@ -156,13 +155,13 @@ def _message(error: HTTPClientError) -> str:
         return ""
 
 
-def with_token(plan: LaunchPlan, token: str) -> LaunchPlan:
-    """``plan`` with ``AICLOUD_TOKEN`` in the environment of every process but services."""
-    processes = [
-        p if p.service else dataclasses.replace(p, env={**p.env, TOKEN_ENV: token})
-        for p in plan.processes
-    ]
-    return dataclasses.replace(plan, processes=processes)
+def with_token(attempt: Attempt, token: str) -> Attempt:
+    """``attempt`` with ``AICLOUD_TOKEN`` in the environment of every role but services."""
+    roles = tuple(
+        r if r.service else dataclasses.replace(r, env={**r.env, TOKEN_ENV: token})
+        for r in attempt.plan.roles
+    )
+    return dataclasses.replace(attempt, plan=dataclasses.replace(attempt.plan, roles=roles))
 
 
 class WithJobTokens:
@@ -201,43 +200,24 @@ class WithJobTokens:
             return min(self.lifetime, int(timeout_seconds) + self.margin)
         return self.lifetime
 
-    async def start(
-        self,
-        plan: LaunchPlan,
-        run_dir: Path,
-        attempt: int,
-        timeout_seconds: int | None,
-        spec=None,
-        owner: str | None = None,
-        launch: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    async def start(self, attempt: Attempt) -> dict[str, Any]:
         """Issue the owner's token, then start the attempt with it in its environment."""
-        job_id = Path(run_dir).name
-        owner = owner or self._owner_of(job_id)
-        note = f"aicloud job {job_id} attempt {attempt}"
+        job_id, number = attempt.job_id, attempt.number
+        owner = attempt.owner or self._owner_of(job_id)
+        note = f"aicloud job {job_id} attempt {number}"
         try:
             token, token_id = await self._tokens.issue(
-                owner, note, self.expires_in(timeout_seconds)
+                owner, note, self.expires_in(attempt.timeout_seconds)
             )
         except JobTokenError as e:  # jobs that never call back should still run
             self._tokens.log.warning(
-                "aicloud: job %s attempt %d starts without a token: %s", job_id, attempt, e
+                "aicloud: job %s attempt %d starts without a token: %s", job_id, number, e
             )
-            return await self._backend.start(
-                plan, run_dir, attempt, timeout_seconds, spec, owner=owner, launch=launch
-            )
+            return await self._backend.start(attempt)
         self._digests[owner, token_id] = digest(token)
         issued = {HANDLE_KEY: {"owner": owner, "id": token_id, "note": note}}
         try:
-            handle = await self._backend.start(
-                with_token(plan, token),
-                run_dir,
-                attempt,
-                timeout_seconds,
-                spec,
-                owner=owner,
-                launch=launch,
-            )
+            handle = await self._backend.start(with_token(attempt, token))
         except BaseException:
             self._revoke_later(issued)
             raise

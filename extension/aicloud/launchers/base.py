@@ -9,13 +9,13 @@ inside a spec's entry point. The train, notebook, infer and serve kinds plug in 
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from aicloud.errors import InvalidSpec
+from aicloud.launchers.plan import LaunchPlan, LocalNetwork, Network
 from aicloud.spec import Framework, JobKind, JobSpec
 
 
@@ -31,68 +31,19 @@ class LaunchContext:
     python: str = field(default=sys.executable)
     #: The warm notebook pool's socket (local notebook jobs only; never in a job's environment).
     notebook_pool: str | None = None
+    #: Where the attempt's nodes find each other (the backend's; loopback by default).
+    network: Network = field(default_factory=LocalNetwork)
+    #: CPU cores of one node (this machine's; a pod's CPU limit; None: not limited).
+    cores: float | None = field(default_factory=lambda: machine_cores())
 
-    @staticmethod
-    def free_port() -> int:
-        """A TCP port free on 127.0.0.1 now (the process that binds it follows at once)."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """One process of an attempt.
-
-    ``prefix`` asks the supervisor to put it before every output line (``[rank3]:``);
-    a ``service`` (a rendezvous store) is stopped once the workers are done and does not count
-    towards success. ``own_session`` starts it in a session of its own, as ``torchrun`` starts
-    its workers: Linux's autogroup scheduler shares the CPU between sessions, so workers that
-    share one session get one share between them.
-    """
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    prefix: str = ""
-    service: bool = False
-    own_session: bool = False
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    """One attempt's processes, their working directory, and what counts as success.
-
-    ``min_success`` is how many workers must exit 0 (default: all of them, and none may
-    fail); elastic jobs set it so that losing a node is survivable.
-    """
-
-    processes: list[ProcessSpec]
-    cwd: Path
-    min_success: int | None = None
-
-    @classmethod
-    def single(cls, argv: list[str], env: dict[str, str], cwd: Path) -> LaunchPlan:
-        """A plan of one process."""
-        return cls(processes=[ProcessSpec(name="main", argv=argv, env=env)], cwd=cwd)
-
-    def to_json(self) -> dict:
-        """The plan as the supervisor reads it."""
-        return {
-            "cwd": str(self.cwd),
-            "min_success": self.min_success,
-            "processes": [
-                {
-                    "name": p.name,
-                    "argv": p.argv,
-                    "env": p.env,
-                    "prefix": p.prefix,
-                    "service": p.service,
-                    "own_session": p.own_session,
-                }
-                for p in self.processes
-            ],
-        }
+    def threads(self, processes: int, per_node: int) -> str | None:
+        """CPU threads per process for a job of ``processes`` processes, ``per_node`` of them
+        on each node (all of them when every node shares this machine); None: no limit known.
+        """
+        if self.cores is None:
+            return None
+        sharing = processes if self.network.shared_host else per_node
+        return str(max(1, int(self.cores // max(1, sharing))))
 
 
 class Launcher:
@@ -122,13 +73,27 @@ class Launcher:
         raise NotImplementedError
 
 
+def machine_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def threads_per_process(processes: int) -> int:
     """CPU threads per process so that ``processes`` processes share this machine's cores."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, processes))
+    return max(1, machine_cores() // max(1, processes))
+
+
+def thread_env(
+    spec: JobSpec, context: LaunchContext, names: tuple[str, ...], processes: int, per_node: int
+) -> dict[str, str]:
+    """``names`` set to :meth:`LaunchContext.threads`, except those the user set."""
+    threads = context.threads(processes, per_node)
+    if threads is None:
+        return {}
+    return {name: threads for name in names if name not in spec.env}
 
 
 def check_script(spec: JobSpec, cwd: Path, root: Path | None = None) -> None:
@@ -149,14 +114,21 @@ def check_script(spec: JobSpec, cwd: Path, root: Path | None = None) -> None:
         raise InvalidSpec("script", f"{spec.script!r} not found in {cwd}")
 
 
+SOURCE_FILE = "source.py"
+
+
 def python_entrypoint(spec: JobSpec, context: LaunchContext) -> list[str]:
-    """The argv after ``python`` for a script, module or inline-source spec."""
+    """The argv after ``python`` for a script, module or inline-source spec (the source is
+    staged as the run directory's ``source.py``: see :func:`entry_files`)."""
     if spec.script is not None:
         return [spec.script, *spec.args]
     if spec.module is not None:
         return ["-m", spec.module, *spec.args]
     if spec.source is not None:
-        path = context.run_dir / "source.py"
-        path.write_text(spec.source)
-        return [str(path), *spec.args]
+        return [str(context.run_dir / SOURCE_FILE), *spec.args]
     raise ValueError(f"{spec.entrypoint} is not a Python entry point")
+
+
+def entry_files(spec: JobSpec) -> dict[str, str]:
+    """The files a plan stages for its entry point: an inline source's ``source.py``."""
+    return {SOURCE_FILE: spec.source} if spec.source is not None else {}

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from aicloud.errors import InvalidSpec
 from aicloud.inference.options import MODEL_NAME, TORCH_FORMATS, InferenceOptions
-from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan, ProcessSpec
+from aicloud.launchers.base import LaunchContext, Launcher
+from aicloud.launchers.plan import INDEX, LaunchPlan, Role, per_node
 from aicloud.launchers.tensorflow import worker_env
 from aicloud.spec import Framework, JobKind, JobSpec
 
 PREDICTIONS = "predictions.npy"
+CONFIG_FILE = "config.json"
 
 
 def inside(root: Path, path: Path, field: str, given: str) -> Path:
@@ -95,7 +97,6 @@ class InferLauncher(Launcher):
         root = self.root_dir or context.cwd
         options = check_model(spec, context.cwd, root)
         work_dir = context.run_dir / "inference"
-        work_dir.mkdir(parents=True, exist_ok=True)
         if options.output_dir is not None:
             output = context.cwd / options.output_dir / PREDICTIONS
         else:
@@ -107,24 +108,20 @@ class InferLauncher(Launcher):
             "output": str(output),
             "files": data_files(options, context.cwd, root),
         }
-        config_path = work_dir / "config.json"
-        config_path.write_text(json.dumps(config, indent=2))
         world = spec.resources.world_size
-        env = worker_env(spec, context, world)
-        processes = [
-            ProcessSpec(
-                f"worker-{rank}",
-                [
-                    context.python,
-                    "-m",
-                    "aicloud.inference.runner",
-                    f"--config={config_path}",
-                    f"--rank={rank}",
-                    f"--world-size={world}",
-                ],
-                {**env, "RANK": str(rank), "WORLD_SIZE": str(world)},
-                prefix=f"[rank{rank}]:",
-            )
-            for rank in range(world)
-        ]
-        return LaunchPlan(processes, cwd=context.cwd)
+        env = {
+            **worker_env(spec, context, world),
+            "RANK": per_node(INDEX),
+            "WORLD_SIZE": str(world),
+        }
+        argv = (
+            context.python,
+            "-m",
+            "aicloud.inference.runner",
+            f"--config={work_dir / CONFIG_FILE}",
+            per_node("--rank=", INDEX),
+            f"--world-size={world}",
+        )
+        worker = Role("worker", argv, env, nodes=world, prefix=per_node("[rank", INDEX, "]:"))
+        files = {f"inference/{CONFIG_FILE}": json.dumps(config, indent=2)}
+        return LaunchPlan((worker,), cwd=context.cwd, files=files)

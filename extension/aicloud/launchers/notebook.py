@@ -13,7 +13,8 @@ import stat
 from pathlib import Path
 
 from aicloud.errors import InvalidSpec
-from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan
+from aicloud.launchers.base import LaunchContext, Launcher
+from aicloud.launchers.plan import LaunchPlan
 from aicloud.notebooks import (
     check_parameters,
     notebook_kernel,
@@ -24,6 +25,7 @@ from aicloud.notebooks import (
 from aicloud.spec import Framework, JobKind, JobSpec
 
 OUTPUTS = "outputs"
+PARAMETERS_FILE = "parameters.json"
 POOL_ENV = "AICLOUD_NOTEBOOK_POOL"
 CLIENT = Path(__file__).with_name("notebook_client.py")
 
@@ -81,9 +83,7 @@ class NotebookLauncher(Launcher):
         """
         notebook = (context.cwd / spec.notebook).resolve()
         outputs = context.run_dir / OUTPUTS
-        outputs.mkdir(parents=True, exist_ok=True)
-        parameters = context.run_dir / "parameters.json"
-        parameters.write_text(json.dumps(spec.parameters))
+        parameters = context.run_dir / PARAMETERS_FILE
         argv = [
             context.python,
             "-m",
@@ -101,4 +101,5 @@ class NotebookLauncher(Launcher):
         pool = context.notebook_pool
         if pool and spec.backend == "local" and is_socket(pool):
             argv = [context.python, "-I", "-S", str(CLIENT), "--socket", pool, "--", *argv]
-        return LaunchPlan.single(argv, env, context.cwd)
+        files = {PARAMETERS_FILE: json.dumps(spec.parameters)}
+        return LaunchPlan.single(argv, env, context.cwd, files)

@@ -12,12 +12,16 @@ import json
 from pathlib import Path
 
 from aicloud.errors import InvalidSpec
-from aicloud.launchers.base import LaunchContext, Launcher, LaunchPlan, ProcessSpec
+from aicloud.launchers.base import LaunchContext, Launcher
 from aicloud.launchers.infer import check_model, model_name
+from aicloud.launchers.plan import LaunchPlan, Role
 from aicloud.launchers.tensorflow import worker_env
 from aicloud.spec import Framework, JobKind, JobSpec
 
 ENDPOINT_FILE = "endpoint.json"
+CONFIG_FILE = "serve-config.json"
+HTTP_PORT = "http"
+READY_PATH = "/v2/health/ready"
 
 
 class ServeLauncher(Launcher):
@@ -39,14 +43,25 @@ class ServeLauncher(Launcher):
         options = check_model(spec, context.cwd, self.root_dir or context.cwd)
         endpoint = context.run_dir / "outputs" / ENDPOINT_FILE
         endpoint.unlink(missing_ok=True)  # an earlier attempt's server is gone
+        network = context.network
+        port = options.port if options.port is not None else network.port("server", HTTP_PORT)
         config = {
-            "options": options.model_dump(mode="json"),
+            "options": {**options.model_dump(mode="json"), "port": port},
             "name": model_name(spec),
             "cwd": str(context.cwd),
             "endpoint_file": str(endpoint),
+            "host": network.bind_host,
+            "advertise_url": network.url("server", port),
         }
-        config_path = context.run_dir / "serve-config.json"
-        config_path.write_text(json.dumps(config, indent=2))
-        argv = [context.python, "-m", "aicloud.inference.server", f"--config={config_path}"]
-        env = worker_env(spec, context, 1)
-        return LaunchPlan([ProcessSpec("server", argv, env)], cwd=context.cwd)
+        config_path = context.run_dir / CONFIG_FILE
+        argv = (context.python, "-m", "aicloud.inference.server", f"--config={config_path}")
+        server = Role(
+            "server",
+            argv,
+            worker_env(spec, context, 1),
+            ports={HTTP_PORT: port},
+            serves=HTTP_PORT,
+            ready_path=READY_PATH,
+        )
+        files = {CONFIG_FILE: json.dumps(config, indent=2)}
+        return LaunchPlan((server,), cwd=context.cwd, files=files)

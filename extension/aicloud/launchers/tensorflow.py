@@ -16,34 +16,33 @@ from aicloud.errors import InvalidSpec
 from aicloud.launchers.base import (
     LaunchContext,
     Launcher,
-    LaunchPlan,
-    ProcessSpec,
     check_script,
+    entry_files,
     python_entrypoint,
-    threads_per_process,
+    thread_env,
 )
+from aicloud.launchers.plan import INDEX, LaunchPlan, PerNode, Role, per_node
 from aicloud.spec import Framework, JobKind, JobSpec
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
-def tf_config(addresses: list[str], index: int) -> str:
-    """The ``TF_CONFIG`` of worker ``index`` in a cluster of workers at ``addresses``."""
-    return json.dumps(
-        {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-    )
+TF_PORT = "tf"
+
+
+def tf_config(addresses: list[str]) -> PerNode:
+    """Each worker's ``TF_CONFIG`` in a cluster of workers at ``addresses``: its task index
+    is its node's."""
+    cluster = json.dumps({"cluster": {"worker": addresses}}, separators=(",", ":"))[:-1]
+    return per_node(f'{cluster},"task":{{"type":"worker","index":', INDEX, "}}")
 
 
 def worker_env(spec: JobSpec, context: LaunchContext, world: int) -> dict[str, str]:
-    """The workers' common environment: threads sized to the machine, quieter C++ logs.
+    """The workers' common environment: threads sized to the node, quieter C++ logs.
 
-    Variables the user set in the spec win.
+    Every worker is a process (a pod) of its own; variables the user set in the spec win.
     """
-    env = dict(context.env)
-    threads = str(threads_per_process(world))
-    for name in THREAD_VARIABLES:
-        if name not in spec.env:
-            env[name] = threads
+    env = {**context.env, **thread_env(spec, context, THREAD_VARIABLES, world, 1)}
     if "TF_CPP_MIN_LOG_LEVEL" not in spec.env:
         env["TF_CPP_MIN_LOG_LEVEL"] = "1"
     return env
@@ -74,24 +73,20 @@ class TensorFlowLauncher(Launcher):
         check_script(spec, cwd, self.root_dir)
 
     def plan(self, spec: JobSpec, context: LaunchContext) -> LaunchPlan:
-        """``worker-0`` (the chief) to ``worker-<N-1>``, each on a port of its own."""
+        """``worker-0`` (the chief) to ``worker-<N-1>``, each on a port of its own, each its
+        own node (on one machine: each in a session of its own)."""
         world = spec.resources.world_size
-        ports: list[int] = []
-        while len(ports) < world:
-            port = context.free_port()
-            if port not in ports:
-                ports.append(port)
-        addresses = [f"127.0.0.1:{port}" for port in ports]
-        env = worker_env(spec, context, world)
-        argv = [context.python, *python_entrypoint(spec, context)]
-        workers = [
-            ProcessSpec(
-                f"worker-{index}",
-                list(argv),
-                {**env, "TF_CONFIG": tf_config(addresses, index)},
-                prefix=f"[rank{index}]:",
-                own_session=True,
-            )
-            for index in range(world)
-        ]
-        return LaunchPlan(workers, cwd=context.cwd)
+        network = context.network
+        ports = [network.port("worker", TF_PORT, index) for index in range(world)]
+        addresses = [f"{network.host('worker', i)}:{port}" for i, port in enumerate(ports)]
+        env = {**worker_env(spec, context, world), "TF_CONFIG": tf_config(addresses)}
+        worker = Role(
+            "worker",
+            (context.python, *python_entrypoint(spec, context)),
+            env,
+            nodes=world,
+            prefix=per_node("[rank", INDEX, "]:"),
+            own_session=True,
+            ports={TF_PORT: ports[0]},
+        )
+        return LaunchPlan((worker,), cwd=context.cwd, files=entry_files(spec))

@@ -18,6 +18,7 @@ service's environment or its token.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any
 
 from traitlets import Dict, Enum, Float, Int, List, Unicode, default
 
-from aicloud.backends.base import AttemptExit, Backend
+from aicloud.backends.base import Attempt, AttemptExit, Backend
 from aicloud.backends.kubernetes import builders
 from aicloud.backends.kubernetes.explain import explain_pending
 from aicloud.backends.kubernetes.shapes import (
@@ -39,10 +40,11 @@ from aicloud.backends.kubernetes.shapes import (
 from aicloud.backends.kubernetes.status import attempt_exit, is_pending
 from aicloud.catalog import Catalog, CatalogError, load_catalog
 from aicloud.errors import InvalidSpec
-from aicloud.launchers import LaunchPlan
+from aicloud.spec import is_secret_env
 
 LOG_NAME = "output.log"  # the attempt log that the job service's logs API reads
-JOB_VARIABLES = ("AICLOUD_JOB_ID", "AICLOUD_RUN_DIR", "AICLOUD_ATTEMPT", "AICLOUD_CHECKPOINT_DIR")
+#: What a job's environment holds that belongs to the server's machine, not to a pod.
+SERVER_ONLY = frozenset({"HOME", "USER", "LOGNAME", "AICLOUD_URL"})
 MISSING = "the kubernetes backend needs kubernetes_asyncio: pip install 'jupyter-aicloud[k8s]'"
 
 
@@ -50,6 +52,8 @@ class KubernetesBackend(Backend):
     """Runs attempts as Kubernetes Jobs (torch, TensorFlow, notebooks, commands) or TrainJobs."""
 
     name = "kubernetes"
+    #: Every pod gets its plan's environment (secret variables through the attempt's Secret).
+    passes_environment = True
 
     namespace = Unicode("default", config=True, help="Namespace the job pods run in.")
     kubeconfig = Unicode(
@@ -140,6 +144,13 @@ class KubernetesBackend(Backend):
     explain_interval = Float(
         5.0, config=True, help="Most often, in seconds, a pending attempt's events are read."
     )
+    python = Unicode("python", config=True, help="The interpreter of job pods' images.")
+    service_url = Unicode(
+        "",
+        config=True,
+        help="The job service's URL as pods reach it (z2jh: http://hub:8081/services/aicloud/),"
+        " so that a job can call it back with its token; empty: pods get no AICLOUD_URL.",
+    )
     log_drain_seconds = Float(
         10.0, config=True, help="Seconds to wait for the last log lines of an ended attempt."
     )
@@ -185,7 +196,7 @@ class KubernetesBackend(Backend):
             ttl_seconds=self.ttl_seconds,
             grace_seconds=int(self.cancel_grace_seconds),
             queue_name=self.queue_name or None,
-            trainjob_runtime=self.trainjob_runtime,
+            runtimes={"torch-distributed": self.trainjob_runtime},
         )
 
     def validate(self, spec, owner: str | None = None) -> None:
@@ -205,8 +216,7 @@ class KubernetesBackend(Backend):
             catalog = self.catalog
         except CatalogError as e:
             raise InvalidSpec("resources", f"the hardware catalog is not valid: {e}") from None
-        shape = pod_shape(spec, catalog, Images(self.worker_image, self.worker_gpu_image))
-        check_quota(spec, shape, catalog, self.max_nodes)
+        check_quota(spec, self.shape(spec), catalog, self.max_nodes)
 
     # -- the cluster ---------------------------------------------------------------------------
 
@@ -255,47 +265,68 @@ class KubernetesBackend(Backend):
 
     # -- the Backend interface -----------------------------------------------------------------
 
-    async def start(
-        self,
-        plan: LaunchPlan,
-        run_dir: Path,
-        attempt: int,
-        timeout_seconds: int | None,
-        spec=None,
-        owner: str | None = None,
-        launch: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def network(self, job_id: str, attempt: int) -> builders.ClusterNetwork:
+        """Pods find each other by their names under the attempt's headless Service."""
+        name = builders.object_name(job_id, attempt)
+        return builders.ClusterNetwork(
+            name, self.namespace, self.cluster_config(Path(), Path()).ports
+        )
+
+    def cores(self, spec) -> float | None:
+        """The pods' CPU limit (None: not limited)."""
+        return self.shape(spec).cpu
+
+    def shape(self, spec):
+        """Resources, placement and image of ``spec``'s pods."""
+        return pod_shape(spec, self.catalog, Images(self.worker_image, self.worker_gpu_image))
+
+    def pod_env(self, attempt: Attempt) -> dict[str, Any]:
+        """The plan's role with the variables that only make sense on the server's machine
+        left out (its login, its URL: ``service_url`` replaces it)."""
+        (role,) = attempt.plan.roles
+        env = {k: v for k, v in role.env.items() if k not in SERVER_ONLY}
+        if self.service_url:
+            env["AICLOUD_URL"] = self.service_url
+        return env
+
+    async def start(self, attempt: Attempt) -> dict[str, Any]:
         """Create the attempt's objects; the handle names its Job or TrainJob."""
         controller = await self.controller()
-        plan_env = plan.processes[0].env if plan.processes else {}
-        env = {name: plan_env[name] for name in JOB_VARIABLES if name in plan_env}
-        job_id = env.get("AICLOUD_JOB_ID", run_dir.name)
-        shape = pod_shape(spec, self.catalog, Images(self.worker_image, self.worker_gpu_image))
+        run_dir, plan, spec = attempt.run_dir, attempt.plan, attempt.spec
+        try:
+            builders.only_worker(plan)
+        except builders.PlacementError as e:
+            raise InvalidSpec("kind", str(e)) from None
+        role = dataclasses.replace(plan.roles[0], env=self.pod_env(attempt))
+        plan = dataclasses.replace(plan, roles=(role,))
+        secret_names = frozenset(n for n in role.env if is_secret_env(n, spec.secret_env))
         ctx = builders.AttemptContext(
-            job_id=job_id,
-            attempt=attempt,
-            shape=shape,
+            job_id=attempt.job_id,
+            attempt=attempt.number,
+            shape=self.shape(spec),
             working_dir=str(plan.cwd),
             run_dir=str(run_dir),
-            env=env,
-            timeout_seconds=timeout_seconds,
-            owner=owner,
+            timeout_seconds=attempt.timeout_seconds,
+            owner=attempt.owner,
         )
         config = self.cluster_config(run_dir, plan.cwd)
-        manifests = builders.make_manifests(spec, ctx, config, trainjob=controller.trainjob)
+        manifests = builders.place(plan, ctx, config, controller.trainjob, secret_names)
         primary = await controller.api.create_all(manifests)
         handle = {
             "kind": primary["kind"],
             "name": primary["metadata"]["name"],
             "namespace": primary["metadata"]["namespace"],
             "uid": primary["metadata"]["uid"],
-            "job_id": job_id,
-            "attempt": attempt,
+            "job_id": attempt.job_id,
+            "attempt": attempt.number,
             "log": str(run_dir / LOG_NAME),
         }
+        if role.serves is not None:
+            network = self.network(attempt.job_id, attempt.number)
+            handle["url"] = network.url(role.name, role.ports[role.serves])
         controller.follow(handle, Path(handle["log"]))
         controller.note(handle["name"], f"created {primary['kind']} {handle['name']}")
-        return {**handle, **(launch or {})}
+        return {**handle, **attempt.launch}
 
     def prepare(self, job_id: str, attempt: int) -> dict[str, Any]:
         """The attempt's object name: the cluster refuses a second object of that name."""

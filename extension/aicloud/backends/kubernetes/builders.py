@@ -1,21 +1,18 @@
-"""Pure builders: a job spec to Kubernetes manifests (plain dicts), no I/O.
+"""Pure builders: a launch plan to Kubernetes manifests (plain dicts), no I/O.
 
-One attempt of a job is one primary object, an Indexed ``Job`` (or a Kubeflow Trainer v2
-``TrainJob`` for torch where that CRD is installed), plus dependents created after it with an
-owner reference to it (a headless ``Service``, a parameters ``ConfigMap``), so that deleting
-the primary with ``propagationPolicy=Foreground`` removes everything.
+Launchers say what runs (:class:`~aicloud.launchers.plan.LaunchPlan`: roles of nodes, each
+node's command and environment, ports, staged files); this module only places it and knows no
+framework. One attempt is one primary object, an Indexed ``Job`` of one pod per node (or a
+Kubeflow Trainer v2 ``TrainJob`` where the plan names a runtime and the CRD is installed),
+plus dependents created after it with an owner reference to it (a headless ``Service`` that
+names the pods of several nodes, a ``Service`` in front of a serving role, a ``ConfigMap`` of
+the staged files, a ``Secret`` of the secret variables), so that deleting the primary with
+``propagationPolicy=Foreground`` removes everything.
 
-Conventions inside the pods are the engines' own:
-
-- torch: ``torchrun`` (``python -m torch.distributed.run``) reads the Kubeflow ``PET_*``
-  variables: ``PET_NNODES`` (``MIN:MAX`` for elastic jobs), ``PET_NPROC_PER_NODE``,
-  ``PET_NODE_RANK`` (the pod's completion index), ``PET_MASTER_ADDR`` (the index-0 pod's DNS
-  name under the headless Service) and ``PET_MASTER_PORT``; the c10d rendezvous runs on the
-  index-0 pod. Ranks' lines carry ``[rank<N>]:`` as on the local backend.
-- TensorFlow: one worker per pod; ``TF_CONFIG`` lists every pod's stable DNS name and takes the
-  task index from the completion index.
-- notebooks: papermill (``aicloud.launchers.notebook_runner``) with the parameters from a
-  ConfigMap, outputs under the run directory on the runs volume.
+What differs between nodes (:data:`~aicloud.launchers.plan.INDEX`) becomes
+``$(AICLOUD_NODE_RANK)``, the pod's completion index; peers are found by the names of
+:class:`ClusterNetwork`. Multi-host TPU slices are Indexed Jobs of one pod per host with the
+GKE topology selectors of :mod:`~aicloud.backends.kubernetes.shapes`.
 
 User strings (arguments, environment values) are escaped for Kubernetes' ``$(VAR)``
 expansion, so that they reach the process exactly as given.
@@ -30,16 +27,14 @@ else of the service's state.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 
 from aicloud.backends.kubernetes.shapes import PodShape
-from aicloud.launchers.torch import RANK_PREFIX
-from aicloud.spec import Framework, JobKind, JobSpec
+from aicloud.launchers.plan import INDEX, LaunchPlan, PerNode, Role, Text, per_node
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_JOB = "aicloud.dev/job-id"
@@ -51,10 +46,8 @@ CONTAINER = "worker"
 TRAINJOB_CONTAINER = "node"  # the container of Kubeflow's torch-distributed runtime
 TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"
 PATCH_MANAGER = "aicloud.dev/kubernetes-backend"
-PARAMETERS_DIR = "/etc/aicloud"
 NODE_RANK = "AICLOUD_NODE_RANK"
-# A pod may wait long for its peers to be scheduled (image pulls, autoscaling): keep joining.
-RDZV_CONF = "join_timeout=1800,last_call_timeout=2,keep_alive_interval=2,keep_alive_max_attempt=3"
+NODE_INDEX = per_node(INDEX)
 
 
 @dataclass(frozen=True)
@@ -82,10 +75,12 @@ class ClusterConfig:
     owner_uids: Mapping[str, int] = field(default_factory=dict)
     default_uid: int | None = 1000
     run_as_group: int = 100
-    python: str = "python"
-    rendezvous_port: int = 29400
-    tf_port: int = 2222
-    trainjob_runtime: str = "torch-distributed"
+    #: The ports of plans' roles by name (the same on every pod).
+    ports: Mapping[str, int] = field(
+        default_factory=lambda: {"rendezvous": 29400, "tf": 2222, "http": 8080}
+    )
+    #: The installed ClusterTrainingRuntime of each runtime a plan may name.
+    runtimes: Mapping[str, str] = field(default_factory=dict)
     ttl_seconds: int | None = 86400
     grace_seconds: int = 30
     queue_name: str | None = None
@@ -164,28 +159,43 @@ def index_env(name: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def make_env(values: dict[str, str], literal: bool = True) -> list[dict[str, Any]]:
-    """Environment entries; ``literal`` values are escaped, others may use ``$(VAR)``."""
-    return [{"name": k, "value": escape(v) if literal else v} for k, v in values.items()]
+def template(value: Text) -> str:
+    """``value`` for a pod: literal parts escaped, the node's index as ``$(AICLOUD_NODE_RANK)``
+    (the pod's completion index; see :func:`make_env`)."""
+    if not isinstance(value, PerNode):
+        return escape(value)
+    return "".join(f"$({NODE_RANK})" if p is INDEX else escape(p) for p in value.parts)
 
 
-def entry_argv(spec: JobSpec, ctx: AttemptContext) -> list[str]:
-    """What follows ``python`` (escaped): a script, a module, or the run's ``source.py``."""
-    if spec.script is not None:
-        argv = [spec.script, *spec.args]
-    elif spec.module is not None:
-        argv = ["-m", spec.module, *spec.args]
-    elif spec.source is not None:  # written to the run directory by the launcher's plan
-        argv = [str(PurePosixPath(ctx.run_dir) / "source.py"), *spec.args]
-    else:
-        raise ValueError(f"{spec.entrypoint} is not a Python entry point")
-    return [escape(a) for a in argv]
+def uses_index(values: Iterable[Text]) -> bool:
+    """Whether any of ``values`` has the node's index inside other text."""
+    return any(isinstance(v, PerNode) and v != NODE_INDEX for v in values)
 
 
-def thread_env(shape: PodShape, processes: int, names: tuple[str, ...]) -> dict[str, str]:
-    """Thread counts from the pod's CPU limit (torch and TF see the node's CPUs otherwise)."""
-    threads = shape.threads(processes)
-    return {} if threads is None else dict.fromkeys(names, str(threads))
+def make_env(
+    values: Mapping[str, Text],
+    secret: str | None = None,
+    secret_names: frozenset[str] = frozenset(),
+    index_variable: bool = False,
+) -> list[dict[str, Any]]:
+    """A role's environment: a value that is the node's index alone comes from the pod's
+    completion index, ``secret_names`` from the Secret ``secret``, the rest as
+    :func:`template` writes it, after the index variable that they (or, with
+    ``index_variable``, the command) refer to."""
+    entries: list[dict[str, Any]] = []
+    composite = index_variable or uses_index(values.values())
+    if composite:
+        entries.append(index_env(NODE_RANK))
+    for name, value in values.items():
+        if value == NODE_INDEX:
+            if not (composite and name == NODE_RANK):
+                entries.append(index_env(name))
+        elif secret and name in secret_names:
+            ref = {"secretKeyRef": {"name": secret, "key": name}}
+            entries.append({"name": name, "valueFrom": ref})
+        else:
+            entries.append({"name": name, "value": template(value)})
+    return entries
 
 
 class OwnerError(ValueError):
@@ -268,10 +278,10 @@ def run_dir_subpath(ctx: AttemptContext, config: ClusterConfig) -> str:
 
 
 def make_volumes(
-    ctx: AttemptContext, config: ClusterConfig, configmap: str | None = None
+    ctx: AttemptContext, config: ClusterConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The pods' volumes and the container's mounts: the attempt's run directory, the owner's
-    home, shm, parameters. Nothing else of the runs claim, and no other user's home."""
+    home, shm. Nothing else of the runs claim, and no other user's home."""
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     if config.runs_claim:
@@ -293,9 +303,6 @@ def make_volumes(
         shm = {"medium": "Memory", "sizeLimit": config.shm_size}
         volumes.append({"name": "dshm", "emptyDir": shm})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-    if configmap:
-        volumes.append({"name": "parameters", "configMap": {"name": configmap}})
-        mounts.append({"name": "parameters", "mountPath": PARAMETERS_DIR, "readOnly": True})
     return volumes, mounts
 
 
@@ -343,7 +350,7 @@ def make_pod_template(
     container: dict[str, Any],
     volumes: list[dict[str, Any]],
     subdomain: str | None = None,
-    rank_prefix: bool = False,
+    prefix: str | None = None,
 ) -> dict[str, Any]:
     """The pod template: placement, volumes, and no API token (jobs do not call the API)."""
     spec: dict[str, Any] = {
@@ -359,8 +366,8 @@ def make_pod_template(
         spec["subdomain"] = subdomain
     spec.update(make_placement(ctx, config))
     metadata: dict[str, Any] = {"labels": make_labels(ctx.job_id, ctx.attempt)}
-    if rank_prefix:
-        metadata["annotations"] = {ANNOTATION_RANK_PREFIX: "index"}
+    if prefix:
+        metadata["annotations"] = {ANNOTATION_RANK_PREFIX: prefix}
     return {"metadata": metadata, "spec": spec}
 
 
@@ -422,93 +429,222 @@ def make_indexed_job(
     }
 
 
-def make_headless_service(ctx: AttemptContext, config: ClusterConfig, port: int, port_name: str):
-    """The headless Service that gives each pod the name ``<job>-<index>.<service>``.
+class PlacementError(ValueError):
+    """A plan that has no Kubernetes form (a helper process that must share a machine)."""
 
-    ``publishNotReadyAddresses``: the names resolve before the pods are ready, which is when
-    rendezvous needs them.
+
+class ClusterNetwork:
+    """Where an attempt's pods find each other: ``<name>-<index>.<name>``, the names the
+    headless Service gives the pods of the Indexed Job ``<name>``; fixed ports by name."""
+
+    shared_host = False
+    bind_host = "0.0.0.0"
+
+    def __init__(self, name: str, namespace: str, ports: Mapping[str, int]):
+        self.name, self.namespace, self.ports = name, namespace, ports
+
+    def host(self, role: str, index: int) -> str:
+        """Pod ``index``'s stable name (namespace-relative)."""
+        return f"{self.name}-{index}.{self.name}"
+
+    def port(self, role: str, name: str, index: int = 0) -> int:
+        """The port called ``name`` (the same on every pod)."""
+        return self.ports[name]
+
+    def url(self, role: str, port: int) -> str:
+        """The attempt's Service, from anywhere in the cluster."""
+        return f"http://{self.name}.{self.namespace}.svc:{port}"
+
+
+def make_service(
+    ctx: AttemptContext, config: ClusterConfig, ports: Mapping[str, int], headless: bool
+) -> dict[str, Any]:
+    """The Service of an attempt's pods.
+
+    Headless, it gives each pod the name ``<job>-<index>.<service>``; ``publishNotReadyAddresses``
+    makes the names resolve before the pods are ready, which is when rendezvous needs them.
+    Otherwise it is the one address of a serving pod.
     """
     labels = make_labels(ctx.job_id, ctx.attempt)
+    spec: dict[str, Any] = {
+        "selector": labels,
+        "ports": [
+            {"name": name, "port": port, "targetPort": port, "protocol": "TCP"}
+            for name, port in ports.items()
+        ],
+    }
+    if headless:
+        spec.update(clusterIP="None", publishNotReadyAddresses=True)
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": ctx.name, "namespace": config.namespace, "labels": labels},
-        "spec": {
-            "clusterIP": "None",
-            "publishNotReadyAddresses": True,
-            "selector": labels,
-            "ports": [{"name": port_name, "port": port, "targetPort": port, "protocol": "TCP"}],
+        "spec": spec,
+    }
+
+
+def make_files_configmap(
+    plan: LaunchPlan, ctx: AttemptContext, config: ClusterConfig
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The plan's staged files as a ConfigMap, its volume, and a mount per file at its path
+    in the run directory."""
+    name = f"{ctx.name}-files"
+    keys = {relative: f"file-{i}" for i, relative in enumerate(sorted(plan.files))}
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": config.namespace,
+            "labels": make_labels(ctx.job_id, ctx.attempt),
         },
+        "data": {keys[relative]: plan.files[relative] for relative in keys},
+    }
+    items = [{"key": key, "path": key} for key in keys.values()]
+    volume = {"name": "files", "configMap": {"name": name, "items": items}}
+    mounts = [
+        {
+            "name": "files",
+            "mountPath": str(PurePosixPath(ctx.run_dir) / relative),
+            "subPath": key,
+            "readOnly": True,
+        }
+        for relative, key in keys.items()
+    ]
+    return configmap, [volume], mounts
+
+
+def make_secret(
+    ctx: AttemptContext, config: ClusterConfig, values: Mapping[str, str]
+) -> dict[str, Any]:
+    """The attempt's secret variables (a job token, the user's secrets), for its pods only."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"{ctx.name}-env",
+            "namespace": config.namespace,
+            "labels": make_labels(ctx.job_id, ctx.attempt),
+        },
+        "type": "Opaque",
+        "stringData": dict(values),
     }
 
 
-def pod_dns_name(ctx: AttemptContext, index: int) -> str:
-    """The stable DNS name of pod ``index`` under the headless Service (namespace-relative)."""
-    return f"{ctx.name}-{index}.{ctx.name}"
+def prefix_annotation(prefix: Text) -> str | None:
+    """The log-line prefix of a role's pods for the log reader (``{index}``: the pod's)."""
+    if not prefix:
+        return None
+    if isinstance(prefix, PerNode):
+        return "".join("{index}" if p is INDEX else p for p in prefix.parts)
+    return prefix
 
 
-def base_env(ctx: AttemptContext, spec: JobSpec) -> dict[str, str]:
-    """aicloud's variables, then the user's (literal values)."""
-    return {"PYTHONUNBUFFERED": "1", **ctx.env, **spec.env}
+def only_worker(plan: LaunchPlan) -> Role:
+    """The one role a Kubernetes attempt places (helpers such as stores run beside it)."""
+    if any(role.service for role in plan.roles) or len(plan.roles) != 1:
+        names = ", ".join(role.name for role in plan.roles)
+        raise PlacementError(f"a plan of roles {names} runs on one machine only")
+    return plan.roles[0]
 
 
-def torchrun_argv(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> list[str]:
-    """``torchrun`` with the elastic options; node counts and ranks come from ``PET_*``."""
-    return [
-        config.python,
-        "-m",
-        "torch.distributed.run",
-        "--rdzv-backend=c10d",
-        "--rdzv-endpoint=$(PET_MASTER_ADDR):$(PET_MASTER_PORT)",
-        f"--rdzv-id={ctx.name}",
-        f"--rdzv-conf={RDZV_CONF}",
-        f"--max-restarts={spec.max_restarts}",
-        "--tee=3",
-        *entry_argv(spec, ctx),
-    ]
-
-
-def make_torch_job(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> Manifests:
-    """An Indexed Job plus headless Service running ``torchrun`` on every pod."""
-    resources = spec.resources
-    nodes, min_nodes = resources.nodes, resources.min_nodes or resources.nodes
-    pet = {
-        "PET_NNODES": f"{min_nodes}:{nodes}" if min_nodes < nodes else str(nodes),
-        "PET_NPROC_PER_NODE": str(resources.procs_per_node),
-        "PET_MASTER_ADDR": pod_dns_name(ctx, 0),
-        "PET_MASTER_PORT": str(config.rendezvous_port),
-        "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": RANK_PREFIX,
+def make_readiness_probe(role: Role) -> dict[str, Any] | None:
+    """An HTTP readiness probe on the port the role serves."""
+    if role.serves is None or role.ready_path is None:
+        return None
+    return {
+        "httpGet": {"path": role.ready_path, "port": role.ports[role.serves]},
+        "periodSeconds": 2,
+        "failureThreshold": 3,
     }
-    threads = thread_env(ctx.shape, resources.procs_per_node, ("OMP_NUM_THREADS",))
-    env = [
-        index_env("PET_NODE_RANK"),
-        *make_env({**pet, **threads, **base_env(ctx, spec)}),
-    ]
+
+
+def place(
+    plan: LaunchPlan,
+    ctx: AttemptContext,
+    config: ClusterConfig,
+    trainjob: bool = False,
+    secret_names: frozenset[str] = frozenset(),
+) -> Manifests:
+    """The objects that run ``plan``: its role as an Indexed Job of one pod per node (or a
+    TrainJob where its runtime is installed and the plan allows it), a headless Service for
+    several nodes, a Service for a serving role, a ConfigMap of staged files, and a Secret
+    of the variables in ``secret_names``."""
+    role = only_worker(plan)
+    secrets = {name: role.env[name] for name in secret_names if isinstance(role.env.get(name), str)}
+    secret = make_secret(ctx, config, secrets) if secrets else None
+    secret_name = secret["metadata"]["name"] if secret else None
     volumes, mounts = make_volumes(ctx, config)
-    port = {"name": "rendezvous", "containerPort": config.rendezvous_port, "protocol": "TCP"}
-    container = make_container(
-        CONTAINER, ctx, torchrun_argv(spec, ctx, config), env, mounts, [port]
+    dependents: list[dict[str, Any]] = []
+    if plan.files:
+        configmap, file_volumes, file_mounts = make_files_configmap(plan, ctx, config)
+        volumes, mounts = volumes + file_volumes, mounts + file_mounts
+        dependents.append(configmap)
+    if secret:
+        dependents.append(secret)
+    if trainjob and plan.runtime is not None:
+        env = {k: v for k, v in role.env.items() if k not in plan.runtime.provides}
+        env_entries = make_env(env, secret_name, frozenset(secrets), uses_index(role.argv))
+        primary = make_trainjob(plan, role, ctx, config, env_entries, volumes, mounts)
+        return Manifests(primary, dependents)
+    env_entries = make_env(role.env, secret_name, frozenset(secrets), uses_index(role.argv))
+    ports = [
+        {"name": name, "containerPort": port, "protocol": "TCP"}
+        for name, port in role.ports.items()
+    ]
+    command = [template(a) for a in role.argv]
+    container = make_container(CONTAINER, ctx, command, env_entries, mounts, ports)
+    container["workingDir"] = str(plan.cwd)
+    probe = make_readiness_probe(role)
+    if probe:
+        container["readinessProbe"] = probe
+    several = role.nodes > 1
+    pod = make_pod_template(
+        ctx,
+        config,
+        container,
+        volumes,
+        subdomain=ctx.name if several else None,
+        prefix=prefix_annotation(role.prefix),
     )
-    template = make_pod_template(ctx, config, container, volumes, subdomain=ctx.name)
     job = make_indexed_job(
-        ctx, config, template, nodes, spec.max_restarts, leader_decides=min_nodes < nodes
+        ctx,
+        config,
+        pod,
+        role.nodes,
+        backoff_limit=role.node_restarts,
+        leader_decides=plan.min_success is not None,
     )
-    service = make_headless_service(ctx, config, config.rendezvous_port, "rendezvous")
-    return Manifests(job, [service])
+    if several:
+        dependents.insert(0, make_service(ctx, config, role.ports, headless=True))
+    elif role.serves is not None:
+        served = {role.serves: role.ports[role.serves]}
+        dependents.insert(0, make_service(ctx, config, served, headless=False))
+    return Manifests(job, dependents)
 
 
-def make_trainjob(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> Manifests:
-    """A Kubeflow Trainer v2 TrainJob on the ``torch-distributed`` runtime.
+def in_directory(directory: str, argv: list[str]) -> list[str]:
+    """``argv`` run from ``directory`` where the object has no working directory of its own
+    (POSIX ``sh``, in every image)."""
+    return ["sh", "-c", escape('cd "$0" && exec "$@"'), escape(directory), *argv]
 
-    Trainer sets the ``PET_*`` variables and the headless Service; placement, volumes and our
-    labels go in through ``runtimePatches``.
+
+def make_trainjob(
+    plan: LaunchPlan,
+    role: Role,
+    ctx: AttemptContext,
+    config: ClusterConfig,
+    env: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A Kubeflow Trainer v2 TrainJob on the plan's runtime (``torch-distributed``).
+
+    Trainer sets the variables its runtime provides and the headless Service; placement,
+    volumes and our labels go in through ``runtimePatches``. A TrainJob has no working
+    directory: the command changes to the plan's first.
     """
-    resources = spec.resources
-    threads = thread_env(ctx.shape, resources.procs_per_node, ("OMP_NUM_THREADS",))
-    env = make_env(
-        {"TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": RANK_PREFIX, **threads, **base_env(ctx, spec)}
-    )
-    volumes, mounts = make_volumes(ctx, config)
+    assert plan.runtime is not None
     labels = make_labels(ctx.job_id, ctx.attempt)
     node = {
         "name": TRAINJOB_CONTAINER,
@@ -528,18 +664,17 @@ def make_trainjob(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> 
     }
     trainer = {
         "image": ctx.shape.image,
-        "command": [config.python, "-m", "torch.distributed.run"],
-        "args": [f"--max-restarts={spec.max_restarts}", "--tee=3", *entry_argv(spec, ctx)],
+        "command": in_directory(str(plan.cwd), [template(a) for a in role.argv]),
         "env": env,
-        "numNodes": resources.nodes,
-        "numProcPerNode": resources.procs_per_node,
+        "numNodes": role.nodes,
+        "numProcPerNode": role.procs_per_node,
         "resourcesPerNode": {
             "requests": dict(ctx.shape.requests),
             "limits": dict(ctx.shape.limits),
         },
     }
     body: dict[str, Any] = {
-        "runtimeRef": {"name": config.trainjob_runtime},
+        "runtimeRef": {"name": config.runtimes.get(plan.runtime.name, plan.runtime.name)},
         "trainer": trainer,
         "runtimePatches": [
             {
@@ -555,119 +690,9 @@ def make_trainjob(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> 
     metadata_labels = dict(labels)
     if config.queue_name:
         metadata_labels[QUEUE_LABEL] = config.queue_name
-    return Manifests(
-        {
-            "apiVersion": TRAINJOB_API,
-            "kind": "TrainJob",
-            "metadata": {
-                "name": ctx.name,
-                "namespace": config.namespace,
-                "labels": metadata_labels,
-            },
-            "spec": body,
-        }
-    )
-
-
-def tf_config_value(ctx: AttemptContext, nodes: int, port: int) -> str:
-    """``TF_CONFIG``; Kubernetes puts the pod's index in place of ``$(AICLOUD_NODE_RANK)``."""
-    workers = [f"{pod_dns_name(ctx, i)}:{port}" for i in range(nodes)]
-    cluster = escape(json.dumps({"worker": workers}, separators=(",", ":")))
-    return f'{{"cluster":{cluster},"task":{{"type":"worker","index":$({NODE_RANK})}}}}'
-
-
-def make_tf_job(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> Manifests:
-    """An Indexed Job plus headless Service: one TensorFlow worker per pod, worker 0 the chief."""
-    nodes = spec.resources.nodes
-    tf_config = tf_config_value(ctx, nodes, config.tf_port)
-    threads = thread_env(
-        ctx.shape, 1, ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-    )
-    defaults = {"TF_CPP_MIN_LOG_LEVEL": "1", **threads}
-    env = [
-        index_env(NODE_RANK),
-        {"name": "TF_CONFIG", "value": tf_config},
-        *make_env({**defaults, **base_env(ctx, spec)}),
-    ]
-    volumes, mounts = make_volumes(ctx, config)
-    port = {"name": "tf", "containerPort": config.tf_port, "protocol": "TCP"}
-    command = [config.python, *entry_argv(spec, ctx)]
-    container = make_container(CONTAINER, ctx, command, env, mounts, [port])
-    template = make_pod_template(
-        ctx, config, container, volumes, subdomain=ctx.name, rank_prefix=True
-    )
-    job = make_indexed_job(ctx, config, template, nodes)
-    service = make_headless_service(ctx, config, config.tf_port, "tf")
-    return Manifests(job, [service])
-
-
-def make_parameters_configmap(
-    spec: JobSpec, ctx: AttemptContext, config: ClusterConfig
-) -> dict[str, Any]:
-    """A notebook job's parameters as ``parameters.json``."""
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": f"{ctx.name}-parameters",
-            "namespace": config.namespace,
-            "labels": make_labels(ctx.job_id, ctx.attempt),
-        },
-        "data": {"parameters.json": json.dumps(spec.parameters, sort_keys=True)},
+        "apiVersion": TRAINJOB_API,
+        "kind": "TrainJob",
+        "metadata": {"name": ctx.name, "namespace": config.namespace, "labels": metadata_labels},
+        "spec": body,
     }
-
-
-def make_notebook_job(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> Manifests:
-    """A Job that runs papermill; the executed notebook and its HTML go to ``outputs/``."""
-    notebook = PurePosixPath(ctx.working_dir) / spec.notebook
-    outputs = PurePosixPath(ctx.run_dir) / "outputs"
-    configmap = make_parameters_configmap(spec, ctx, config)
-    command = [
-        config.python,
-        "-m",
-        "aicloud.launchers.notebook_runner",
-        f"--input={notebook}",
-        f"--output={outputs / notebook.name}",
-        f"--html={outputs / notebook.with_suffix('.html').name}",
-        f"--parameters={PARAMETERS_DIR}/parameters.json",
-        f"--cwd={notebook.parent}",
-    ]
-    if spec.kernel:
-        command.append(f"--kernel={spec.kernel}")
-    volumes, mounts = make_volumes(ctx, config, configmap["metadata"]["name"])
-    env = make_env(base_env(ctx, spec))
-    container = make_container(CONTAINER, ctx, [escape(a) for a in command], env, mounts)
-    template = make_pod_template(ctx, config, container, volumes)
-    return Manifests(make_indexed_job(ctx, config, template, 1), [configmap])
-
-
-def make_command_job(spec: JobSpec, ctx: AttemptContext, config: ClusterConfig) -> Manifests:
-    """A Job of one pod running the argv, or ``python`` with the script, module or source."""
-    if spec.command is not None:
-        command = [escape(a) for a in spec.command]
-    else:
-        command = [config.python, *entry_argv(spec, ctx)]
-    volumes, mounts = make_volumes(ctx, config)
-    container = make_container(CONTAINER, ctx, command, make_env(base_env(ctx, spec)), mounts)
-    template = make_pod_template(ctx, config, container, volumes)
-    return Manifests(make_indexed_job(ctx, config, template, 1))
-
-
-def make_manifests(
-    spec: JobSpec, ctx: AttemptContext, config: ClusterConfig, trainjob: bool = False
-) -> Manifests:
-    """The manifests of one attempt of ``spec``.
-
-    ``trainjob``: the TrainJob CRD is installed; used for torch jobs that are not elastic
-    (Trainer v2 has no ``MIN:MAX`` node counts).
-    """
-    if spec.kind is JobKind.notebook:
-        return make_notebook_job(spec, ctx, config)
-    if spec.kind is JobKind.train and spec.framework is Framework.torch:
-        elastic = (spec.resources.min_nodes or spec.resources.nodes) < spec.resources.nodes
-        if trainjob and not elastic:
-            return make_trainjob(spec, ctx, config)
-        return make_torch_job(spec, ctx, config)
-    if spec.kind is JobKind.train and spec.framework is Framework.tensorflow:
-        return make_tf_job(spec, ctx, config)
-    return make_command_job(spec, ctx, config)

@@ -74,7 +74,13 @@ class Api:
             method = getattr(self.custom, f"{verb}_namespaced_custom_object")
             return method(TRAINJOB_GROUP, TRAINJOB_VERSION, namespace, "trainjobs", *args, **kwargs)
         api = self.batch if kind == "Job" else self.core
-        plural = {"Job": "job", "Pod": "pod", "Service": "service", "ConfigMap": "config_map"}
+        plural = {
+            "Job": "job",
+            "Pod": "pod",
+            "Service": "service",
+            "ConfigMap": "config_map",
+            "Secret": "secret",
+        }
         return getattr(api, f"{verb}_namespaced_{plural[kind]}")(*args, namespace, **kwargs)
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -246,16 +252,20 @@ class Attempt:
 
 
 def rank_prefix(pod: dict[str, Any]) -> str:
-    """``[rank<index>]:`` for pods that run one rank each (TF workers), else nothing.
+    """The prefix of a pod's lines: its annotation with ``{index}`` the pod's completion index
+    (``[rank{index}]:`` for TF workers), else nothing.
 
     torchrun pods need none: torchrun already puts ``[rank<N>]:`` before its workers' lines.
     """
     meta = pod["metadata"]
-    if meta.get("annotations", {}).get(ANNOTATION_RANK_PREFIX) != "index":
+    template = meta.get("annotations", {}).get(ANNOTATION_RANK_PREFIX)
+    if not template:
         return ""
+    if template == "index":  # attempts created before prefixes were templates
+        template = "[rank{index}]:"
     index = meta.get("annotations", {}).get(COMPLETION_INDEX)
     index = index or meta.get("labels", {}).get(COMPLETION_INDEX, "0")
-    return f"[rank{index}]:"
+    return template.replace("{index}", index)
 
 
 class Controller:

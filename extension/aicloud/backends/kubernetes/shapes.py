@@ -203,5 +203,9 @@ def check_shape(spec: JobSpec) -> None:
         )
     if spec.kind is JobKind.train and spec.framework is Framework.none:
         raise InvalidSpec("framework", "train jobs need framework torch or tensorflow")
-    if spec.kind in (JobKind.infer, JobKind.serve):
-        raise InvalidSpec("kind", f"{spec.kind.value} jobs do not run on Kubernetes yet")
+    if spec.kind is JobKind.infer and resources.procs_per_node != 1:
+        raise InvalidSpec(
+            "resources.procs_per_node",
+            "infer jobs on Kubernetes run one worker per pod; set procs_per_node to 1 and "
+            "nodes to the number of workers",
+        )
