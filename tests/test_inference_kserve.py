@@ -15,6 +15,8 @@ import pytest
 
 from aicloud.errors import InvalidSpec
 from aicloud.inference.kserve import inference_service
+from aicloud.inference.options import InferenceOptions
+from aicloud.inference.server import parse_args
 from aicloud.spec import JobSpec
 
 SCHEMA = json.loads(
@@ -80,6 +82,18 @@ def test_manifest_is_valid_and_runs_the_aicloud_server():
         "requests": {"cpu": "2", "memory": "4Gi"},
         "limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"},
     }
+
+
+def test_the_server_accepts_the_predictor_arguments():
+    """The server's own parser and options take the predictor's arguments (an absolute model
+    path was refused with rc 1); the end-to-end run is in test_k8s_emulated_kserve.py."""
+    (container,) = inference_service(serve_spec(), "s3://m")["spec"]["predictor"]["containers"]
+    args = parse_args(container["args"])
+    assert (args.host, args.port, args.name) == ("0.0.0.0", 8080, "churn-model")
+    options = InferenceOptions.model_validate({"model": args.model, "input_shape": [4]})
+    assert Path(container["workingDir"], options.model) == Path("/mnt/models/churn.pt")
+    with pytest.raises(ValueError, match="must be relative"):
+        InferenceOptions.model_validate({"model": "/mnt/models/churn.pt"})
 
 
 def test_a_misspelled_field_would_be_caught():
