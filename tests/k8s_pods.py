@@ -36,9 +36,11 @@ Needs root, ``ip`` and ``unshare``.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -154,9 +156,17 @@ def remapped(pod: Pod, mounts: Mapping[str, str | Path] | None) -> Pod:
     return pod
 
 
+@functools.cache
+def _image_root() -> str:
+    """Where images' working directories go unless a test says: removed when the tests end."""
+    root = tempfile.mkdtemp(prefix="aicloud-emulated-images-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
 def image_workdir(pod_name: str, root: str | Path | None) -> str:
     """A container's working directory when it sets none (the image's): an empty folder."""
-    return tempfile.mkdtemp(prefix=f"{pod_name}-image-workdir-", dir=root)
+    return tempfile.mkdtemp(prefix=f"{pod_name}-image-workdir-", dir=root or _image_root())
 
 
 def check_mounts(pod: Pod, mounts: Mapping[str, str | Path] | None) -> None:
@@ -354,8 +364,9 @@ def trainjob_pods(
     ``torch-distributed`` runtime: what its webhook refuses raises ValueError.
 
     The runtime's container sets no working directory, so the pods start in the image's: here
-    an empty folder of each pod's own under ``image_root`` (default: the system's temporary
-    folder), never the job's. ``mounts`` maps mount paths to folders here (see :func:`remap`).
+    an empty folder of each pod's own under ``image_root`` (default: a temporary folder removed
+    when the tests end), never the job's. ``mounts`` maps mount paths to folders here (see
+    :func:`remap`).
     """
     if trainjob.get("apiVersion") != "trainer.kubeflow.org/v1alpha1":
         raise ValueError(f"not a TrainJob: {trainjob.get('apiVersion')!r}")
