@@ -16,7 +16,7 @@ from aicloud.backends.kubernetes.builders import AttemptContext, ClusterConfig
 from aicloud.backends.kubernetes.planning import make_manifests
 from aicloud.backends.kubernetes.shapes import PodShape
 from aicloud.spec import JobSpec
-from tests.k8s_pods import PodNetwork, expand, job_pods, run_pods, trainjob_pods
+from tests.k8s_pods import PodNetwork, expand, job_pods, run_pods
 
 SCRIPTS = Path(__file__).parent / "scripts"
 CONFIG = ClusterConfig(namespace="team-a")
@@ -144,26 +144,3 @@ def test_tensorflow_two_workers_through_tf_config(tmp_path, network):
         weights.append(json.loads(line.split(" w ")[1]))
     assert weights[0] == weights[1] != 0.0  # all-reduced gradients: one model on both workers
 
-
-def test_trainjob_runs_a_relative_script_from_the_jobs_directory(tmp_path, network):
-    """Kubeflow Trainer's runtime sets no working directory (the pods start in the image's, an
-    empty folder here): the relative script is found because the command changes to the plan's
-    directory first; the nodes meet through the runtime's PET_MASTER_ADDR."""
-    spec = JobSpec(
-        kind="train",
-        framework="torch",
-        script="ddp_train.py",
-        args=["3", str(tmp_path / "model.pt")],
-        resources={"nodes": 2, "procs_per_node": 1},
-    )
-    ctx = attempt(tmp_path, "job-emutrain001", SCRIPTS)
-    (trainjob,) = make_manifests(spec, ctx, CONFIG, trainjob=True).all
-    assert trainjob["kind"] == "TrainJob"
-    pods = trainjob_pods(trainjob, image_root=tmp_path)
-    assert all(Path(p.cwd) != SCRIPTS and not any(Path(p.cwd).iterdir()) for p in pods)
-    codes = run_pods(pods, network(pods), tmp_path / "logs", timeout=240)
-    logs = {p.index: (tmp_path / "logs" / f"{p.name}.log").read_text() for p in pods}
-    assert codes == [0, 0], logs
-    for rank in (0, 1):
-        assert f"[rank{rank}]:step 2 loss" in logs[0] + logs[1], logs
-    assert (tmp_path / "model.pt").stat().st_size > 0
