@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from aicloud.backends import AttemptExit, Backend
+from aicloud.backends.base import Attempt
 from aicloud.errors import InvalidSpec, JobConflict
 from aicloud.manager import JobManager
 from aicloud.spec import JobSpec
@@ -45,14 +46,8 @@ class RecordingBackend(Backend):
         self.calls.append(("prepare", (job_id, attempt)))
         return {"nonce": f"{job_id}-{attempt}"}
 
-    async def start(self, *args, **kwargs) -> dict[str, Any]:
-        # Backend.start(attempt) or the older start(plan, run_dir, attempt, ...): either way
-        # the job is the run directory's name and the attempt's number is known.
-        first = args[0]
-        if hasattr(first, "job_id"):
-            job_id, number = first.job_id, first.number
-        else:
-            job_id, number = Path(args[1]).name, args[2]
+    async def start(self, attempt: Attempt) -> dict[str, Any]:
+        job_id, number = attempt.job_id, attempt.number
         self.calls.append(("start", (job_id, number)))
         if self.start_error is not None:
             error, self.start_error = self.start_error, None
