@@ -508,7 +508,15 @@ class JobManager(LoggingConfigurable):
                     ),
                 )
                 attempt = BackendAttempt(
-                    job.id, number, run_dir, plan, spec, job.owner, launch, spec.timeout_seconds
+                    job.id,
+                    number,
+                    run_dir,
+                    plan,
+                    spec,
+                    job.owner,
+                    launch,
+                    spec.timeout_seconds,
+                    root=self.root_for(job.owner),
                 )
                 handle = await backend.start(attempt)
             except InvalidSpec as e:

@@ -22,7 +22,10 @@ class Attempt:
     """One attempt of a job, as a backend starts it: who, which, where, and its plan.
 
     ``launch`` is the record :meth:`Backend.prepare` gave, stored with the attempt before the
-    start; the handle that :meth:`Backend.start` returns includes it.
+    start; the handle that :meth:`Backend.start` returns includes it. ``root`` is the owner's
+    root directory as the service sees it (where it resolved the plan's ``cwd`` and files;
+    None: not known), so that a backend that runs elsewhere can show the owner's files at the
+    same paths.
     """
 
     job_id: str
@@ -33,6 +36,7 @@ class Attempt:
     owner: str | None = None
     launch: dict[str, Any] = field(default_factory=dict)
     timeout_seconds: int | None = None
+    root: Path | None = None
 
     @property
     def resources(self) -> Resources:
