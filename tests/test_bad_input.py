@@ -50,7 +50,12 @@ BAD_BODIES = [
     ("too many tags", {**OK, "tags": [f"t{i}" for i in range(40)]}, 400, "tags:"),
     ("empty command", {"command": []}, 400, "command:"),
     ("long idempotency token", {**OK, "idempotency_token": "x" * 65}, 400, "idempotency_token"),
-    ("multi-process command", {**OK, "resources": {"nodes": 2}}, 400, "resources: a command job"),
+    (
+        "multi-process command",
+        {**OK, "resources": {"procs_per_node": 2}},
+        400,
+        "resources.procs_per_node: a command job",
+    ),
     ("oversized body", {**OK, "source": None, "name": "x" * (2 * 1024 * 1024)}, 413, "larger than"),
 ]
 
