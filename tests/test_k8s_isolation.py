@@ -176,3 +176,108 @@ def test_check_owner_says_before_submission_what_would_fail():
         check_owner("carol", HUB)
     with pytest.raises(OwnerError, match="only {username}"):
         check_owner("alice", ClusterConfig(workspace_claim="claim-{user}"))
+
+
+# -- one shared homes volume, seen by the service at /home/<name> ------------------------------
+
+HOMES = ClusterConfig(
+    namespace="ml",
+    runs_claim="aicloud-runs",
+    runs_path=RUNS,
+    workspace_claim="aicloud-homes",
+    workspace_subpath="{unescaped_username}",
+    workspace_path="/home/jovyan",
+    owner_uids={"alice": 1001, "bob": 1002},
+    default_uid=None,
+)
+
+
+def workspace_mounts(pod: dict) -> list[dict]:
+    (container,) = pod["containers"]
+    return [m for m in container["volumeMounts"] if m["name"] == "workspace"]
+
+
+@pytest.mark.parametrize("trainjob", [False, True])
+@pytest.mark.parametrize("values", SPECS)
+def test_the_owners_home_is_mounted_where_notebooks_and_the_service_see_it(values, trainjob):
+    spec = JobSpec(**values)
+    ctx = attempt(spec, "alice", ALICE_JOB, root="/home/alice", working_dir="/home/alice/work")
+    manifests = make_manifests(spec, ctx, HOMES, trainjob)
+    check_schema(manifests.primary)
+    for pod in pod_specs(manifests.primary):
+        assert workspace_mounts(pod) == [
+            {"name": "workspace", "mountPath": "/home/jovyan", "subPath": "alice"},
+            {"name": "workspace", "mountPath": "/home/alice", "subPath": "alice"},
+        ]
+        assert claims(pod) == {"aicloud-runs", "aicloud-homes"}
+        if not trainjob or manifests.primary["kind"] == "Job":
+            (container,) = pod["containers"]
+            assert container["workingDir"] == "/home/alice/work"  # inside the second mount
+
+
+@pytest.mark.parametrize("trainjob", [False, True])
+@pytest.mark.parametrize("values", BOB_NAMING_ALICE)
+def test_bob_never_gets_alices_folder_of_the_shared_homes_volume(values, trainjob):
+    spec = JobSpec(**values)
+    ctx = attempt(spec, "bob", BOB_JOB, root="/home/bob", working_dir="/home/bob")
+    manifests = make_manifests(spec, ctx, HOMES, trainjob)
+    check_schema(manifests.primary)
+    for pod in pod_specs(manifests.primary):
+        assert pod["securityContext"]["runAsUser"] == 1002
+        assert {m["subPath"] for m in workspace_mounts(pod)} == {"bob"}
+        (container,) = pod["containers"]
+        mounted = json.dumps([pod["volumes"], container["volumeMounts"]])
+        assert "alice" not in mounted and ALICE_JOB not in mounted
+    # The folder is the owner's whatever the root says: a root of alice's (a service
+    # misconfigured) shows bob's own folder there, never hers.
+    wrong = attempt(spec, "bob", BOB_JOB, root="/home/alice", working_dir="/home/alice")
+    pod = pod_specs(make_manifests(spec, wrong, HOMES, trainjob).primary)[0]
+    assert {m["subPath"] for m in workspace_mounts(pod)} == {"bob"}
+
+
+def test_one_mount_where_the_service_sees_the_home_where_notebooks_do():
+    spec = JobSpec(command=["true"])
+    for root in ("/home/jovyan", "/home/jovyan/", "/home/jovyan/projects", "/home", "/"):
+        ctx = attempt(spec, "alice", ALICE_JOB, root=root, working_dir="/home/jovyan")
+        pod = pod_specs(make_manifests(spec, ctx, HOMES).primary)[0]
+        assert workspace_mounts(pod) == [
+            {"name": "workspace", "mountPath": "/home/jovyan", "subPath": "alice"}
+        ], root
+    no_root = attempt(spec, "alice", ALICE_JOB, working_dir="/home/jovyan")
+    assert len(workspace_mounts(pod_specs(make_manifests(spec, no_root, HOMES).primary)[0])) == 1
+    for bad in ("home/alice", "/home/../srv"):
+        ctx = attempt(spec, "alice", ALICE_JOB, root=bad, working_dir="/home/jovyan")
+        with pytest.raises(OwnerError, match="not an absolute path"):
+            make_manifests(spec, ctx, HOMES)
+
+
+def test_the_workspace_path_may_name_the_owner():
+    config = ClusterConfig(
+        workspace_claim="aicloud-homes",
+        workspace_subpath="{unescaped_username}",
+        workspace_path="/users/{username}",
+        owner_uids={"Alice.Smith": 1001},
+    )
+    spec = JobSpec(command=["true"])
+    ctx = attempt(spec, "Alice.Smith", ALICE_JOB, root="/home/Alice.Smith")
+    pod = pod_specs(make_manifests(spec, ctx, config).primary)[0]
+    slug = expand_owner("{username}", "Alice.Smith")
+    assert slug != "Alice.Smith" and slug.startswith("alice-smith---")
+    assert workspace_mounts(pod) == [
+        {"name": "workspace", "mountPath": f"/users/{slug}", "subPath": "Alice.Smith"},
+        {"name": "workspace", "mountPath": "/home/Alice.Smith", "subPath": "Alice.Smith"},
+    ]
+    check_owner("Alice.Smith", config)
+    with pytest.raises(OwnerError, match="has none"):
+        check_owner(None, config)
+
+
+def test_the_unescaped_name_is_the_hubs_name_and_one_folder_only():
+    assert expand_owner("{unescaped_username}", "Alice.Smith@Example.org") == (
+        "Alice.Smith@Example.org"
+    )
+    for owner in ("..", ".", "bob/../alice", "a\0b"):
+        with pytest.raises(OwnerError, match="cannot name a folder"):
+            expand_owner("homes/{unescaped_username}", owner)
+    # The slug schemes make any name one safe component.
+    assert "/" not in expand_owner("{username}", "bob/../alice")

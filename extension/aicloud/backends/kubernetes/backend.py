@@ -107,10 +107,17 @@ class KubernetesBackend(Backend):
         "",
         config=True,
         help="The owner's folder inside workspace_claim, e.g. 'home/{username}' on one shared "
-        "claim (empty: the claim's root).",
+        "claim (empty: the claim's root); '{unescaped_username}' is the hub's name itself, the "
+        "folder that JobManager.home_dir_template's {username} names.",
     )
     workspace_path = Unicode(
-        "", config=True, help="Where job pods mount workspace_claim (default: the job's cwd)."
+        "",
+        config=True,
+        help="Where job pods mount workspace_claim, as the owner's notebooks see it (may "
+        "contain {username}; default: the job's cwd). Where the service sees the owner's files "
+        "elsewhere (JobManager.home_dir_template = '/home/{username}' on one shared homes "
+        "claim), pods mount the same folder there too, so the job's paths resolve as the "
+        "service checked them.",
     )
     owner_uids = Dict(
         value_trait=Int(),
@@ -308,6 +315,7 @@ class KubernetesBackend(Backend):
             run_dir=str(run_dir),
             timeout_seconds=attempt.timeout_seconds,
             owner=attempt.owner,
+            root=str(attempt.root) if attempt.root is not None else None,
         )
         config = self.cluster_config(run_dir, plan.cwd)
         manifests = builders.place(plan, ctx, config, controller.trainjob, secret_names)

@@ -57,10 +57,15 @@ class ClusterConfig:
     ``runs_claim`` holds the service's runs directory (``runs_path`` in the service, at
     ``runs_subpath`` inside the claim); a pod mounts only its attempt's run directory of it.
     ``workspace_claim`` and ``workspace_subpath`` name the owner's home, mounted at
-    ``workspace_path``; both may use ``{username}`` (KubeSpawner's safe slug of the owner's
-    name, as in z2jh's ``claim-{username}``) or ``{escaped_username}`` (KubeSpawner's legacy
-    escaping). Pods run as ``owner_uids[owner]``, else ``default_uid`` (None: an owner not in
-    ``owner_uids`` cannot run jobs), with group and ``fsGroup`` ``run_as_group``.
+    ``workspace_path`` (where the owner's notebooks see it) and, where the service sees the
+    owner's files at another path (the attempt's ``root``: ``/home/alice`` on a homes volume
+    the hub pod mounts at ``/home``), there too, so that both the plan's paths (the pod's
+    ``workingDir``, the script's path) and absolute paths in user code work. All three may
+    use ``{username}`` (KubeSpawner's safe slug of the owner's name, as in z2jh's
+    ``claim-{username}``), ``{escaped_username}`` (KubeSpawner's legacy escaping) or
+    ``{unescaped_username}`` (the hub's name itself). Pods run as ``owner_uids[owner]``, else
+    ``default_uid`` (None: an owner not in ``owner_uids`` cannot run jobs), with group and
+    ``fsGroup`` ``run_as_group``.
     """
 
     namespace: str = "default"
@@ -99,6 +104,9 @@ class AttemptContext:
     env: dict[str, str] = field(default_factory=dict)
     timeout_seconds: int | None = None
     owner: str | None = None
+    #: The owner's root directory as the service sees it (where it resolved ``working_dir``
+    #: and the plan's files); the owner's home is mounted there too (see ClusterConfig).
+    root: str | None = None
 
     @property
     def name(self) -> str:
@@ -215,20 +223,27 @@ def _slugs():
 
 
 def expand_owner(template: str, owner: str | None) -> str:
-    """``template`` with ``{username}`` (KubeSpawner's safe slug, as in ``claim-{username}``)
-    and ``{escaped_username}`` (its legacy ``escape`` scheme) of the owner filled in."""
+    """``template`` with ``{username}`` (KubeSpawner's safe slug, as in ``claim-{username}``),
+    ``{escaped_username}`` (its legacy ``escape`` scheme) and ``{unescaped_username}`` (the
+    name itself, as KubeSpawner fills it in: one path component, never ``.`` or ``..``) of
+    the owner filled in."""
     if "{" not in template:
         return template
     if not owner:
         raise OwnerError(f"{template!r} names the job's owner, and this attempt has none")
+    if "unescaped_username" in template and (owner in (".", "..") or "/" in owner or "\0" in owner):
+        raise OwnerError(f"{owner!r} cannot name a folder ({template!r})")
     safe_slug, escape_slug = _slugs()
     try:
         return template.format(
-            username=safe_slug(owner, max_length=48), escaped_username=escape_slug(owner)
+            username=safe_slug(owner, max_length=48),
+            escaped_username=escape_slug(owner),
+            unescaped_username=owner,
         )
     except (KeyError, IndexError, ValueError) as e:
         raise OwnerError(
-            f"{template!r}: only {{username}} and {{escaped_username}} can be filled in ({e})"
+            f"{template!r}: only {{username}}, {{escaped_username}} and {{unescaped_username}} "
+            f"can be filled in ({e})"
         ) from None
 
 
@@ -238,6 +253,7 @@ def check_owner(owner: str | None, config: ClusterConfig) -> None:
     owner_uid(owner, config)
     expand_owner(config.workspace_claim or "", owner)
     expand_owner(config.workspace_subpath, owner)
+    expand_owner(config.workspace_path, owner)
 
 
 def owner_uid(owner: str | None, config: ClusterConfig) -> int:
@@ -277,11 +293,27 @@ def run_dir_subpath(ctx: AttemptContext, config: ClusterConfig) -> str:
     return str(PurePosixPath(config.runs_subpath or ".") / run_dir.relative_to(runs))
 
 
+def workspace_mount_paths(ctx: AttemptContext, config: ClusterConfig) -> list[str]:
+    """Where the owner's home is mounted: ``workspace_path``, then the attempt's ``root``
+    where it is another place, neither inside nor around the first (there, the first mount
+    already shows the service's paths; a second would hide or be hidden by it)."""
+    first = expand_owner(config.workspace_path, ctx.owner)
+    paths = [first]
+    if ctx.root is not None:
+        root, home = PurePosixPath(ctx.root), PurePosixPath(first)
+        if not root.is_absolute() or ".." in root.parts:
+            raise OwnerError(f"the owner's root {ctx.root!r} is not an absolute path")
+        if root != home and root not in home.parents and home not in root.parents:
+            paths.append(str(root))
+    return paths
+
+
 def make_volumes(
     ctx: AttemptContext, config: ClusterConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The pods' volumes and the container's mounts: the attempt's run directory, the owner's
-    home, shm. Nothing else of the runs claim, and no other user's home."""
+    home (at ``workspace_path`` and at the owner's root as the service sees it), shm. Nothing
+    else of the runs claim, and no other user's home."""
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     if config.runs_claim:
@@ -292,13 +324,14 @@ def make_volumes(
     if config.workspace_claim:
         claim = {"claimName": expand_owner(config.workspace_claim, ctx.owner)}
         volumes.append({"name": "workspace", "persistentVolumeClaim": claim})
-        mount = {"name": "workspace", "mountPath": config.workspace_path}
         subpath = expand_owner(config.workspace_subpath, ctx.owner).strip("/")
-        if subpath:
-            if ".." in PurePosixPath(subpath).parts:
-                raise OwnerError(f"workspace_subpath {subpath!r} must not contain '..'")
-            mount["subPath"] = subpath
-        mounts.append(mount)
+        if ".." in PurePosixPath(subpath).parts:
+            raise OwnerError(f"workspace_subpath {subpath!r} must not contain '..'")
+        for path in workspace_mount_paths(ctx, config):
+            mount = {"name": "workspace", "mountPath": path}
+            if subpath:
+                mount["subPath"] = subpath
+            mounts.append(mount)
     if config.shm_size:
         shm = {"medium": "Memory", "sizeLimit": config.shm_size}
         volumes.append({"name": "dshm", "emptyDir": shm})
