@@ -5,6 +5,10 @@
 - ``jupyterhub_config.py``, loaded with the environment those values give the hub pod,
   enables the Kubernetes backend with the claims, paths, uid and accounts of the values, the
   PVC manifest and the RBAC;
+- one homes volume: users' servers, the hub pod and job pods name the same folder of it for
+  every user (KubeSpawner's expansion, the service's home template, the backend's subPath), so
+  that a ``script`` or ``notebook`` job with a relative ``cwd`` passes the service's checks in
+  the hub pod and its pods find the files at the plan's paths;
 - the RBAC binds z2jh's ``hub`` service account and grants every request the backend makes
   (recorded from a run of each kind of job against the fake API server of ``k8s_fake.py``);
 - every Dockerfile is hadolint-clean, runs as the one uid 1000 (gid 100), and installs aicloud
@@ -13,10 +17,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 
 import kubernetes_validate.utils
@@ -32,11 +37,15 @@ from aicloud.app import AICloudApp
 from aicloud.backends.base import Attempt
 from aicloud.backends.kubernetes.backend import KubernetesBackend
 from aicloud.backends.kubernetes.builders import MANAGED_BY, expand_owner
+from aicloud.errors import InvalidSpec
 from aicloud.hub import SERVICE_NAME
 from aicloud.launchers import LaunchContext, launcher_for
+from aicloud.manager import JobManager
 from aicloud.spec import JobSpec
+from aicloud.store import JobStore, make_engine, migrate
 from tests import k8s_schemas
 from tests.k8s_fake import FakeKubernetes
+from tests.k8s_pods import job_pods
 from tests.k8s_schemas import KUBERNETES_VERSIONS, k8s_errors, validate_k8s_object
 from tests.test_k8s_controller import make_backend, outcome_of, until
 
@@ -126,21 +135,69 @@ def test_kubernetes_objects_inside_the_values_are_valid():
             assert list(k8s_schemas.core_validator(version, name).iter_errors(rule)) == []
 
 
+def hub_mount(name: str) -> dict:
+    (mount,) = [m for m in values()["hub"]["extraVolumeMounts"] if m["name"] == name]
+    return mount
+
+
+def hub_claim_volume(claim: str) -> dict:
+    (volume,) = [
+        v
+        for v in values()["hub"]["extraVolumes"]
+        if v.get("persistentVolumeClaim", {}).get("claimName") == claim
+    ]
+    return volume
+
+
 def test_the_runs_volume_is_mounted_in_the_hub_pod_at_the_services_runs_directory():
     hub = values()["hub"]
-    (pvc,) = load(KUBE / "aicloud-storage.yaml")
-    validate_k8s_object(pvc)
-    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
-    (volume,) = [v for v in hub["extraVolumes"] if "persistentVolumeClaim" in v]
-    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
-    (mount,) = [m for m in hub["extraVolumeMounts"] if m["name"] == volume["name"]]
+    pvcs = {d["metadata"]["name"]: d for d in load(KUBE / "aicloud-storage.yaml")}
+    assert set(pvcs) == {"aicloud-runs", "aicloud-homes"}
+    for pvc in pvcs.values():
+        validate_k8s_object(pvc)
+        assert pvc["metadata"]["namespace"] == NAMESPACE
+        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]  # pods on several nodes
+    assert (
+        pvcs["aicloud-runs"]["spec"]["storageClassName"]
+        == (pvcs["aicloud-homes"]["spec"]["storageClassName"])
+    )
+    claim = hub["extraEnv"]["AICLOUD_RUNS_CLAIM"]
+    mount = hub_mount(hub_claim_volume(claim)["name"])
+    assert claim in pvcs
     assert mount["mountPath"] == hub["extraEnv"]["AICLOUD_DATA_DIR"] + "/runs"
-    assert hub["extraEnv"]["AICLOUD_RUNS_CLAIM"] == pvc["metadata"]["name"]
-    # Homes: z2jh's claim-{username}, from a class that can give ReadWriteMany as the runs PVC.
-    storage = values()["singleuser"]["storage"]
-    assert storage["type"] == "dynamic"
-    assert storage["dynamic"]["storageAccessModes"] == ["ReadWriteMany"]
-    assert storage["dynamic"]["storageClass"] == pvc["spec"]["storageClassName"]
+
+
+def test_the_homes_volume_is_every_users_home_and_the_hub_pod_sees_all_of_it():
+    hub, storage = values()["hub"], values()["singleuser"]["storage"]
+    env = hub["extraEnv"]
+    (homes,) = [
+        d for d in load(KUBE / "aicloud-storage.yaml") if d["metadata"]["name"] == "aicloud-homes"
+    ]
+    # Users' servers: their folder of it, at the home every image has.
+    assert storage["type"] == "static"
+    assert storage["static"] == {
+        "pvcName": homes["metadata"]["name"],
+        "subPath": "{unescaped_username}",
+    }
+    assert storage["homeMountPath"] == env["AICLOUD_HOME_PATH"] == "/home/jovyan"
+    assert "dynamic" not in storage and "capacity" not in storage  # no claim-{username}
+    # The hub pod: all of it, read-write (the service makes a new user's folder), where the
+    # service's home template looks.
+    assert env["AICLOUD_HOME_CLAIM"] == homes["metadata"]["name"]
+    assert env["AICLOUD_HOME_SUBPATH"] == storage["static"]["subPath"]
+    mount = hub_mount(hub_claim_volume(homes["metadata"]["name"])["name"])
+    assert mount == {"name": mount["name"], "mountPath": env["AICLOUD_HOMES_DIR"]}
+    assert env["AICLOUD_HOMES_DIR"] == "/home"
+    # Under that mount lies the hub image's own home: the hub keeps its files elsewhere.
+    assert not PurePosixPath(env["HOME"]).is_relative_to(env["AICLOUD_HOMES_DIR"])
+    assert PurePosixPath(env["AICLOUD_DATA_DIR"]).is_relative_to(env["HOME"])  # hub.db's volume
+    # The service's Jupyter root: an empty, read-only folder, no user's files.
+    root = hub_mount("aicloud-root")
+    (volume,) = [v for v in hub["extraVolumes"] if v["name"] == root["name"]]
+    assert volume == {"name": root["name"], "emptyDir": {}}
+    assert root["mountPath"] == env["AICLOUD_ROOT_DIR"] and root["readOnly"] is True
+    # No recursive chown of every user's files when the hub pod starts.
+    assert hub["podSecurityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
 
 
 def test_one_uid_in_the_hub_user_and_job_pods():
@@ -166,9 +223,11 @@ def test_job_pods_may_reach_the_service_port():
 @pytest.fixture
 def hub_config(monkeypatch, tmp_path):
     """jupyterhub_config.py loaded with the hub pod's environment (the values' extraEnv, and
-    what Kubernetes and z2jh set); the catalog at its path in this checkout."""
+    what Kubernetes and z2jh set); the catalog at its path in this checkout. The test keeps
+    its own HOME."""
     for name, value in values()["hub"]["extraEnv"].items():
-        monkeypatch.setenv(name, value)
+        if name != "HOME":
+            monkeypatch.setenv(name, value)
     monkeypatch.setenv("POD_NAMESPACE", NAMESPACE)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
@@ -196,17 +255,17 @@ def test_the_service_runs_jobs_on_kubernetes_only(hub_config):
 
 
 def test_the_kubernetes_backend_gets_the_claims_paths_uid_and_accounts_of_the_chart(hub_config):
-    v, (pvc,), rbac = (
-        values(),
-        load(KUBE / "aicloud-storage.yaml"),
-        load(KUBE / "aicloud-rbac.yaml"),
-    )
+    v = values()
+    pvcs = {d["metadata"]["name"]: d for d in load(KUBE / "aicloud-storage.yaml")}
+    rbac = load(KUBE / "aicloud-rbac.yaml")
     backend = KubernetesBackend(config=service_config(hub_config))
-    assert backend.namespace == NAMESPACE == pvc["metadata"]["namespace"]
-    assert backend.runs_claim == pvc["metadata"]["name"]
+    assert {backend.namespace} == {NAMESPACE} == {p["metadata"]["namespace"] for p in pvcs.values()}
+    assert backend.runs_claim == "aicloud-runs" and backend.runs_claim in pvcs
     assert backend.runs_subpath == ""  # the claim's root is the runs directory
     storage = v["singleuser"]["storage"]
-    assert backend.workspace_claim == storage["dynamic"]["pvcNameTemplate"] == "claim-{username}"
+    assert backend.workspace_claim == storage["static"]["pvcName"] == "aicloud-homes"
+    assert backend.workspace_claim in pvcs
+    assert backend.workspace_subpath == storage["static"]["subPath"]
     assert backend.workspace_path == storage["homeMountPath"]
     assert backend.default_uid == v["singleuser"]["uid"]
     assert backend.run_as_group == v["singleuser"]["fsGid"]
@@ -224,25 +283,182 @@ def test_the_kubernetes_backend_gets_the_claims_paths_uid_and_accounts_of_the_ch
     service_url = v["hub"]["extraEnv"]["AICLOUD_SERVICE_URL"] + f"/services/{SERVICE_NAME}/"
     assert backend.service_url == service_url
     assert hub_config.Spawner.environment["AICLOUD_HUB_SERVICE_URL"] == service_url
-    # Jobs start in the owner's home, where job pods mount it.
-    assert f"--ServerApp.root_dir={storage['homeMountPath']}" in service_of(hub_config)["command"]
+    # Jobs start in the owner's folder of the homes volume, as the hub pod mounts it; the
+    # service's Jupyter root holds no user's files.
+    env = v["hub"]["extraEnv"]
+    config = service_config(hub_config)
+    assert config.JobManager.home_dir_template == env["AICLOUD_HOMES_DIR"] + "/{username}"
+    assert config.ServerApp.root_dir == env["AICLOUD_ROOT_DIR"]
     # In-cluster configuration: a hub-managed service inherits almost nothing of the hub's env.
     environment = service_of(hub_config)["environment"]
     assert environment["KUBERNETES_SERVICE_HOST"] == "10.0.0.1"
     assert environment["KUBERNETES_SERVICE_PORT"] == "443"
+    # Its HOME (Jupyter's runtime files, with its token) is its data directory, not the image
+    # user's /home/jovyan: that is a folder of the homes volume.
+    assert environment["HOME"] == config.AICloudApp.data_dir
 
 
-@pytest.mark.parametrize("user", ["alice", "Alice.Smith@Example.org", "x" * 70])
-def test_job_pods_mount_the_claim_kubespawner_made_for_the_user(user):
-    template = values()["singleuser"]["storage"]["dynamic"]["pvcNameTemplate"]
+def kubespawner_expands(template: str, user: str) -> str:
+    """``template`` as KubeSpawner 7.1 expands it for ``user``'s default server."""
     spawner = SimpleNamespace(
         name="",
         user=SimpleNamespace(name=user, id=7),
         slug_scheme=KubeSpawner.slug_scheme.default_value,
         _namespace_default=lambda: NAMESPACE,
     )
-    made = KubeSpawner._expand_user_properties(spawner, template)
-    assert expand_owner(values()["hub"]["extraEnv"]["AICLOUD_HOME_CLAIM"], user) == made
+    return KubeSpawner._expand_user_properties(spawner, template)
+
+
+USERS = ["alice", "alice.smith@example.org", "Alice.Smith@Example.org", "x" * 70, "a--b"]
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_the_server_the_service_and_job_pods_name_one_folder_for_each_user(user, hub_config):
+    """The folder a user's server mounts (KubeSpawner's expansion of the values' subPath) is
+    the one the service checks files in (its home template, under the hub pod's mount) and the
+    one job pods mount (the backend's subPath), for names whose slug is not the name too."""
+    storage, env = values()["singleuser"]["storage"], values()["hub"]["extraEnv"]
+    config = service_config(hub_config)
+    server = kubespawner_expands(storage["static"]["subPath"], user)
+    service = PurePosixPath(config.JobManager.home_dir_template.format(username=user))
+    backend = KubernetesBackend(config=config)
+    pods = expand_owner(backend.workspace_subpath, user)
+    assert server == str(service.relative_to(env["AICLOUD_HOMES_DIR"])) == pods == user
+    if user != "alice":  # KubeSpawner's {username} is its slug: another folder than the name
+        assert kubespawner_expands("{username}", user) != user
+
+
+# -- script and notebook jobs, end to end -----------------------------------------------------
+
+
+def seen_in_pod(path: str, pod: dict, claims: dict[str, Path]) -> Path | None:
+    """The file that ``path`` names inside a pod (its spec: volumes and the container's mounts),
+    in the folders that stand for the claims here; None where no claim's mount holds it (the
+    image's own files)."""
+    (container,) = pod["containers"]
+    wanted = PurePosixPath(path)
+    holding = [m for m in container["volumeMounts"] if wanted.is_relative_to(m["mountPath"])]
+    if not holding:
+        return None
+    mount = max(holding, key=lambda m: len(PurePosixPath(m["mountPath"]).parts))
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+    if claim is None:
+        return None
+    folder = claims[claim] / mount.get("subPath", "")
+    return folder / wanted.relative_to(mount["mountPath"])
+
+
+OWNER = "Alice.Smith@Example.org"  # a name that is not its own KubeSpawner slug
+KERNEL_NOTEBOOK = json.dumps(
+    {
+        "cells": [],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+)
+
+
+async def test_script_and_notebook_jobs_pass_the_services_checks_and_run_on_the_owners_files(
+    hub_config, tmp_path
+):
+    """With the hub config's settings, the service (in the hub pod, its paths under a temp
+    prefix) accepts a script and a notebook job with a relative cwd, checking the owner's files
+    on the homes volume; their pods find the script and notebook at the plan's paths (the
+    pod's working directory under the owner's root) and at /home/jovyan."""
+    env = values()["hub"]["extraEnv"]
+    config = service_config(hub_config)
+    hub_pod = tmp_path / "hub-pod"  # / of the hub pod
+    # The hub pod's mounts: the homes volume at AICLOUD_HOMES_DIR, runs at the runs directory;
+    # each folder stands for its claim.
+    runs_dir = hub_pod / env["AICLOUD_DATA_DIR"].lstrip("/") / "runs"
+    volumes = {
+        env["AICLOUD_HOME_CLAIM"]: hub_pod / env["AICLOUD_HOMES_DIR"].lstrip("/"),
+        env["AICLOUD_RUNS_CLAIM"]: runs_dir,
+    }
+    for folder in volumes.values():
+        folder.mkdir(parents=True)
+    # The owner's folder, as their server made it: /home/jovyan/work/{train.py,report.ipynb}.
+    subpath = values()["singleuser"]["storage"]["static"]["subPath"]
+    work = volumes[env["AICLOUD_HOME_CLAIM"]] / kubespawner_expands(subpath, OWNER) / "work"
+    work.mkdir(parents=True)
+    (work / "train.py").write_text("print('hi')\n")
+    (work / "report.ipynb").write_text(KERNEL_NOTEBOOK)
+
+    fake = FakeKubernetes().start()
+    engine = make_engine(f"sqlite:///{tmp_path / 'aicloud.db'}")
+    migrate(engine)
+    backend = KubernetesBackend(config=config, kubeconfig=fake.kubeconfig(tmp_path / "kubeconfig"))
+    manager = JobManager(
+        config=config,
+        backends={"kubernetes": backend},
+        service_env={},
+        store=JobStore(engine),
+        root_dir=str(hub_pod / env["AICLOUD_ROOT_DIR"].lstrip("/")),
+        runs_dir=str(runs_dir),
+    )
+    manager.home_dir_template = str(hub_pod) + config.JobManager.home_dir_template
+    root = hub_pod / "home" / OWNER  # where the service sees the owner's files
+    try:
+        script = JobSpec(backend="kubernetes", script="train.py", cwd="work")
+        notebook = JobSpec(
+            backend="kubernetes", kind="notebook", notebook="report.ipynb", cwd="work"
+        )
+        for spec in (script, notebook):
+            assert manager.validate(spec, OWNER) == (root / "work").resolve()
+        # The checks are real: a file that is not there, another user's folder.
+        with pytest.raises(InvalidSpec, match="not found"):
+            manager.validate(JobSpec(backend="kubernetes", script="gone.py", cwd="work"), OWNER)
+        with pytest.raises(InvalidSpec, match="inside"):
+            manager.validate(JobSpec(backend="kubernetes", script="t.py", cwd=f"../{OWNER}"), "bob")
+
+        jobs = [await manager.submit(spec, OWNER) for spec in (script, notebook)]
+        await manager.tick()
+        made = {job.id: fake.objects["jobs"] for job in jobs}
+        for job in jobs:
+            job = manager.store.get_job(job.id)
+            assert job.status == "running", job.reason
+            (primary,) = [
+                o
+                for o in made[job.id].values()
+                if o["metadata"]["labels"]["aicloud.dev/job-id"] == job.id
+            ]
+            validate_k8s_object(primary)
+            pod = primary["spec"]["template"]["spec"]
+            (emulated,) = job_pods(primary)
+            # The pod's working directory is the owner's work folder, through the mount at
+            # the owner's root (the plan's path, as the service checked it).
+            assert emulated.cwd == str(root.resolve() / "work")
+            assert seen_in_pod(emulated.cwd, pod, volumes) == work
+            run_dir = Path(job.run_dir)
+            if job.kind == "notebook":
+                entry = "report.ipynb"
+                args = dict(a.split("=", 1) for a in emulated.argv if a.startswith("--"))
+                path = args["--input"]
+                assert seen_in_pod(args["--cwd"], pod, volumes) == work
+                output = seen_in_pod(args["--output"], pod, volumes)
+                assert output == runs_dir / run_dir.name / "outputs" / entry
+            else:
+                entry = "train.py"
+                assert emulated.argv[1:] == [entry]  # relative to the working directory
+                path = str(PurePosixPath(emulated.cwd) / entry)
+            assert seen_in_pod(path, pod, volumes) == work / entry
+            assert (work / entry).is_file()
+            # Absolute paths in the user's own code: their home is at /home/jovyan too.
+            assert (
+                seen_in_pod(f"{env['AICLOUD_HOME_PATH']}/work/{entry}", pod, volumes)
+                == work / entry
+            )
+            # Nothing of another user's folder, and only this job's run directory.
+            assert (
+                seen_in_pod(str(run_dir / "x"), pod, volumes)
+                == volumes["aicloud-runs"] / run_dir.name / "x"
+            )
+            assert seen_in_pod(str(hub_pod / "home" / "bob" / "f"), pod, volumes) is None
+        await backend.close()
+    finally:
+        fake.stop()
 
 
 # -- RBAC --------------------------------------------------------------------------------------
@@ -346,7 +562,7 @@ async def start_planned(backend, home: Path, spec: JobSpec, job_id: str) -> dict
         cores=backend.cores(spec),
     )
     plan = launcher_for(spec, home).plan(spec, context)
-    attempt = Attempt(job_id, 1, run_dir, plan, spec, "alice", {}, spec.timeout_seconds)
+    attempt = Attempt(job_id, 1, run_dir, plan, spec, "alice", {}, spec.timeout_seconds, root=home)
     return await backend.start(attempt)
 
 

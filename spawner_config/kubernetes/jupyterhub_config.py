@@ -9,8 +9,12 @@
 #   AICLOUD_SERVICE_URL   where user pods reach the service (default http://hub:10101);
 #   AICLOUD_BACKENDS      comma-separated (default "kubernetes": no job runs in the hub pod);
 #   AICLOUD_RUNS_CLAIM    the ReadWriteMany PVC of run directories (aicloud-storage.yaml);
-#   AICLOUD_HOME_CLAIM    users' homes, z2jh's singleuser.storage.dynamic.pvcNameTemplate;
-#   AICLOUD_HOME_PATH     where homes are mounted (singleuser.storage.homeMountPath);
+#   AICLOUD_HOME_CLAIM    the ReadWriteMany PVC of users' homes (singleuser.storage.static.pvcName);
+#   AICLOUD_HOME_SUBPATH  a user's folder in it (singleuser.storage.static.subPath);
+#   AICLOUD_HOME_PATH     where users' servers mount it (singleuser.storage.homeMountPath);
+#   AICLOUD_HOMES_DIR     where the hub pod mounts the whole of it (hub.extraVolumeMounts):
+#                         the service finds a user's files in AICLOUD_HOMES_DIR/<name>;
+#   AICLOUD_ROOT_DIR      the service's Jupyter root, an empty read-only folder;
 #   AICLOUD_UID, AICLOUD_GID  the uid and gid of job pods (singleuser.uid, singleuser.fsGid);
 #   AICLOUD_JOBS_SERVICE_ACCOUNT  the account of job pods (aicloud-rbac.yaml);
 #   AICLOUD_WORKER_IMAGE, AICLOUD_WORKER_GPU_IMAGE  images of CPU and accelerator job pods.
@@ -31,15 +35,22 @@ CATALOG = env("AICLOUD_CATALOG", "/etc/aicloud/hardware.yaml")
 DATA_DIR = env("AICLOUD_DATA_DIR", "/srv/jupyterhub/aicloud")
 SERVICE_URL = env("AICLOUD_SERVICE_URL", "http://hub:10101")
 HOME_PATH = env("AICLOUD_HOME_PATH", "/home/jovyan")
+HOMES_DIR = env("AICLOUD_HOMES_DIR", "/home")
+ROOT_DIR = env("AICLOUD_ROOT_DIR", "/srv/aicloud/empty")
 BACKENDS = [name.strip() for name in env("AICLOUD_BACKENDS", "kubernetes").split(",") if name]
 PUBLIC_SERVICE_URL = SERVICE_URL.rstrip("/") + f"/services/{SERVICE_NAME}/"
-# Job pods run in the hub's namespace: PVCs are namespaced, and they mount the runs claim the
-# hub pod mounts and their owner's claim-{username}, which KubeSpawner makes there.
+# Job pods run in the hub's namespace: PVCs are namespaced, and they mount the runs claim and
+# the homes claim that the hub pod mounts. The owner's folder of the homes claim goes at
+# HOME_PATH (as in their server) and at HOMES_DIR/<name>, where the service checked the job's
+# files (the attempt's root): the job's paths and the user's own absolute paths both work.
 KUBERNETES_BACKEND = {
     "namespace": env("POD_NAMESPACE", "jupyterhub"),
     "catalog_path": CATALOG,
     "runs_claim": env("AICLOUD_RUNS_CLAIM", "aicloud-runs"),
-    "workspace_claim": env("AICLOUD_HOME_CLAIM", "claim-{username}"),
+    "workspace_claim": env("AICLOUD_HOME_CLAIM", "aicloud-homes"),
+    # The hub name itself, as JobManager.home_dir_template's {username} (KubeSpawner's
+    # {username} would be its slug: another folder for names such as alice.smith@example.org).
+    "workspace_subpath": env("AICLOUD_HOME_SUBPATH", "{unescaped_username}"),
     "workspace_path": HOME_PATH,
     "default_uid": env("AICLOUD_UID", "1000"),
     "run_as_group": env("AICLOUD_GID", "100"),
@@ -69,8 +80,11 @@ configure_aicloud_service(
     public_service_url=PUBLIC_SERVICE_URL,
     data_dir=DATA_DIR,
     catalog_path=CATALOG,
-    # Jobs start in the owner's home as job pods mount it (the hub pod has no users' files).
-    root_dir=HOME_PATH,
+    # A job's relative cwd, script and notebook are checked in the owner's folder of the homes
+    # volume, as the hub pod mounts it; job pods mount that folder at the same path.
+    home_dir_template=HOMES_DIR.rstrip("/") + "/{username}",
+    # Not users' files: the service serves nothing from its Jupyter root.
+    root_dir=ROOT_DIR,
     admin_users=set(filter(None, env("AICLOUD_ADMINS", "").split(","))),
 )
 configure_culling(
@@ -89,9 +103,12 @@ service["command"] += [
     f"--KubernetesBackend.{name}={value}" for name, value in KUBERNETES_BACKEND.items() if value
 ]
 # A hub-managed service inherits almost nothing of the hub's environment: in-cluster
-# configuration needs the API server's address (the token is the pod's mounted file).
+# configuration needs the API server's address (the token is the pod's mounted file). Its HOME
+# (Jupyter's runtime files) is its data directory: without one it would be the image user's,
+# /home/jovyan, a folder of the homes volume.
 service["environment"] = {
     **service.get("environment", {}),
+    "HOME": DATA_DIR,
     **{
         name: os.environ[name]
         for name in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
