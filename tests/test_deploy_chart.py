@@ -36,7 +36,7 @@ from aicloud._version import __version__
 from aicloud.app import AICloudApp
 from aicloud.backends.base import Attempt
 from aicloud.backends.kubernetes.backend import KubernetesBackend
-from aicloud.backends.kubernetes.builders import MANAGED_BY, expand_owner
+from aicloud.backends.kubernetes.builders import LABEL_JOB, MANAGED_BY, expand_owner
 from aicloud.errors import InvalidSpec
 from aicloud.hub import SERVICE_NAME
 from aicloud.launchers import LaunchContext, launcher_for
@@ -399,7 +399,7 @@ async def test_script_and_notebook_jobs_pass_the_services_checks_and_run_on_the_
         runs_dir=str(runs_dir),
     )
     manager.home_dir_template = str(hub_pod) + config.JobManager.home_dir_template
-    root = hub_pod / "home" / OWNER  # where the service sees the owner's files
+    root = volumes[env["AICLOUD_HOME_CLAIM"]] / OWNER  # where the service sees their files
     try:
         script = JobSpec(backend="kubernetes", script="train.py", cwd="work")
         notebook = JobSpec(
@@ -415,14 +415,13 @@ async def test_script_and_notebook_jobs_pass_the_services_checks_and_run_on_the_
 
         jobs = [await manager.submit(spec, OWNER) for spec in (script, notebook)]
         await manager.tick()
-        made = {job.id: fake.objects["jobs"] for job in jobs}
         for job in jobs:
             job = manager.store.get_job(job.id)
             assert job.status == "running", job.reason
             (primary,) = [
-                o
-                for o in made[job.id].values()
-                if o["metadata"]["labels"]["aicloud.dev/job-id"] == job.id
+                made
+                for made in fake.objects["jobs"].values()
+                if made["metadata"]["labels"][LABEL_JOB] == job.id
             ]
             validate_k8s_object(primary)
             pod = primary["spec"]["template"]["spec"]
@@ -455,7 +454,7 @@ async def test_script_and_notebook_jobs_pass_the_services_checks_and_run_on_the_
                 seen_in_pod(str(run_dir / "x"), pod, volumes)
                 == volumes["aicloud-runs"] / run_dir.name / "x"
             )
-            assert seen_in_pod(str(hub_pod / "home" / "bob" / "f"), pod, volumes) is None
+            assert seen_in_pod(str(root.parent / "bob" / "f"), pod, volumes) is None
         await backend.close()
     finally:
         fake.stop()
