@@ -157,6 +157,11 @@ def test_users_see_and_touch_only_their_own_jobs(hub, tokens):
     assert log.status_code == 200 and "from" in log.text
     # An anonymous caller gets nothing.
     assert hub.client("not-a-token").get(f"/services/aicloud/{API}/jobs").status_code == 403
+    # The service is not a Jupyter server for users: no files, kernels or sessions in it.
+    for route in ("contents", "kernels", "kernelspecs", "sessions", "terminals", "nbconvert"):
+        answer = alice.get(f"/services/aicloud/api/{route}")
+        assert answer.status_code == 404, (route, answer.status_code)
+        assert alice.post(f"/services/aicloud/api/{route}", json={}).status_code in (404, 405)
 
 
 def test_schedule_fires_while_the_owners_server_is_stopped(hub, tokens):

@@ -213,6 +213,10 @@ class AICloudHubServer(ServerApp):
     """A Jupyter server that loads the aicloud hub extension and nothing else."""
 
     name = "aicloud-hub-service"
+    #: Only what the service itself needs of Jupyter's own REST API: no contents, files,
+    #: kernels, terminals or sessions, which every hub user could otherwise drive inside the
+    #: service (its process, its account, the homes it can read).
+    default_services = ("api", "auth", "security")
 
     def find_server_extensions(self) -> None:
         """Ignore extensions enabled in Jupyter's config paths: only ours runs here."""
