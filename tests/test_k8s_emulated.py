@@ -143,4 +143,3 @@ def test_tensorflow_two_workers_through_tf_config(tmp_path, network):
         assert line.startswith("replicas 2 w "), log
         weights.append(json.loads(line.split(" w ")[1]))
     assert weights[0] == weights[1] != 0.0  # all-reduced gradients: one model on both workers
-
