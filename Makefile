@@ -65,10 +65,11 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# One pytest run on 2 xdist workers, a group per worker at a time, longest first
+# One pytest run on 3 xdist workers (on 2 cores: much of a test is waiting for a hub, a kernel
+# or a child process), a group per worker at a time, longest first
 # (tests/conftest.py groups by file, and puts the `serial` files (timing-sensitive, DDP) in one
 # group, so they run one after another on one worker while the other worker runs the rest).
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 test: setup lint hub-5.5
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
