@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from aicloud import ports
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -153,10 +154,9 @@ def jp_serverapp(jp_serverapp, jp_asyncio_loop):
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now, below the ephemeral ports that ``bind(0)`` and
+    outgoing connections take (a server binds it only seconds later)."""
+    return ports.free_port("127.0.0.1")
 
 
 @dataclass

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from aicloud.hub import spawner
+from aicloud import ports
 
 
 def test_ports_come_from_below_the_ephemeral_range():
-    low, high = spawner.PORT_RANGE
+    low, high = ports.PORT_RANGE
     ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
     ephemeral_low = int(ephemeral.split()[0])
     assert high < ephemeral_low
     for _ in range(20):
-        port = spawner.free_port("127.0.0.1")
+        port = ports.free_port("127.0.0.1")
         assert low <= port <= high
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # free indeed
@@ -27,10 +27,10 @@ def test_a_taken_port_is_skipped(monkeypatch):
         taken.bind(("127.0.0.1", 0))
         busy = taken.getsockname()[1]
         taken.listen()
-        other = spawner.free_port("127.0.0.1")
+        other = ports.free_port("127.0.0.1")
         draws = iter([busy, busy, other])
-        monkeypatch.setattr(spawner.random, "randint", lambda a, b: next(draws))
-        assert spawner.free_port("127.0.0.1") == other
+        monkeypatch.setattr(ports.random, "randint", lambda a, b: next(draws))
+        assert ports.free_port("127.0.0.1") == other
 
 
 def test_no_free_port_is_an_error(monkeypatch):
@@ -38,6 +38,6 @@ def test_no_free_port_is_an_error(monkeypatch):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        monkeypatch.setattr(spawner.random, "randint", lambda a, b: busy)
+        monkeypatch.setattr(ports.random, "randint", lambda a, b: busy)
         with pytest.raises(RuntimeError, match="no free port in 20000-32767"):
-            spawner.free_port("127.0.0.1", tries=3)
+            ports.free_port("127.0.0.1", tries=3)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,24 +13,7 @@ from traitlets import Bool, Unicode, default
 
 from aicloud.accounts import account_of, private_dir
 from aicloud.hub import examples
-
-#: Where servers' ports are drawn from: below Linux's ephemeral ports (32768-60999), which
-#: every ``bind(0)`` on the machine draws from. JupyterHub's own ``random_port()`` binds port 0
-#: and lets it go, so a kernel or another test could take the port before the server binds it.
-PORT_RANGE = (20000, 32767)
-
-
-def free_port(ip: str = "", tries: int = 200) -> int:
-    """A port in ``PORT_RANGE`` that is free now."""
-    for _ in range(tries):
-        port = random.randint(*PORT_RANGE)
-        with socket.socket() as probe:
-            try:
-                probe.bind((ip, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]}")
+from aicloud.ports import free_port
 
 
 class LocalProfileSpawner(SimpleLocalProcessSpawner):
@@ -102,7 +83,7 @@ class LocalProfileSpawner(SimpleLocalProcessSpawner):
         return env
 
     async def start(self):
-        """Start the server on a port of :data:`PORT_RANGE` unless ``Spawner.port`` is set."""
+        """Start the server on a port of :data:`aicloud.ports.PORT_RANGE` unless ``Spawner.port`` is set."""
         if self.port == 0 or getattr(self, "_port_drawn", False):
             self.port = free_port(self.ip)
             self._port_drawn = True

@@ -13,11 +13,12 @@ launchers never guess.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from aicloud import ports
 
 
 class _Index:
@@ -223,10 +224,9 @@ class LocalNetwork:
 
     @staticmethod
     def free_port() -> int:
-        """A TCP port free on 127.0.0.1 now (the OS may give the same one twice)."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+        """A TCP port free on 127.0.0.1 now, below the ephemeral ports (:mod:`aicloud.ports`;
+        it may give the same one twice)."""
+        return ports.free_port("127.0.0.1")
 
     def url(self, role: str, port: int) -> str:
         """``http://127.0.0.1:<port>``."""
