@@ -83,7 +83,8 @@ class LocalProfileSpawner(SimpleLocalProcessSpawner):
         return env
 
     async def start(self):
-        """Start the server on a port of :data:`aicloud.ports.PORT_RANGE` unless ``Spawner.port`` is set."""
+        """Start the server on a port of :data:`aicloud.ports.PORT_RANGE` unless
+        ``Spawner.port`` is set."""
         if self.port == 0 or getattr(self, "_port_drawn", False):
             self.port = free_port(self.ip)
             self._port_drawn = True
