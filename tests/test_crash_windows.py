@@ -178,7 +178,9 @@ def test_a_start_cut_short_after_the_job_started_adopts_it(live_server_factory, 
         job = wait_for(
             lambda: (j := client.get(f"jobs/{job_id}").json())["status"] != "starting" and j
         )
-        assert job["status"] == "running", job  # adopted, not declared lost
+        # Adopted, not declared lost (a slow restart may find it already done: the attempt
+        # count and the one run below prove the adoption either way).
+        assert job["status"] in ("running", "succeeded"), job
     job = wait_terminal(second, job_id)
     assert job["status"] == "succeeded" and job["attempt_count"] == 1, job
     assert len(runs(marker)) == 1, marker.read_text()
