@@ -6,7 +6,6 @@ misspelled key; the validator here treats every unknown field as an error instea
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -18,28 +17,11 @@ from aicloud.inference.kserve import inference_service
 from aicloud.inference.options import InferenceOptions
 from aicloud.inference.server import parse_args
 from aicloud.spec import JobSpec
+from tests.k8s_schemas import strict
 
 SCHEMA = json.loads(
     (Path(__file__).parent / "schemas/kserve/inferenceservice-v1beta1.json").read_text()
 )
-
-
-def strict(schema):
-    """``schema`` with unknown properties refused wherever Kubernetes would prune them."""
-    schema = copy.deepcopy(schema)
-
-    def visit(node):
-        if isinstance(node, dict):
-            if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-                node.setdefault("additionalProperties", False)
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(schema)
-    return schema
 
 
 VALIDATOR = jsonschema.Draft7Validator(strict(SCHEMA))

@@ -155,7 +155,7 @@ class KubernetesBackend(Backend):
     service_url = Unicode(
         "",
         config=True,
-        help="The job service's URL as pods reach it (z2jh: http://hub:8081/services/aicloud/),"
+        help="The job service's URL as pods reach it (z2jh: http://hub:10101/services/aicloud/),"
         " so that a job can call it back with its token; empty: pods get no AICLOUD_URL.",
     )
     log_drain_seconds = Float(
