@@ -322,6 +322,10 @@ EXPECTED_JOBS = {
     "rerunJob": {201, 400, 404},
     "getJobLogs": {200, 400, 404},
     "getJobMetrics": {200, 400, 404},
+    "getJobLogLines": {200, 400, 404},
+    "getJobUsage": {200, 400, 404},
+    "getJobServing": {409, 404},
+    "compareJobs": {200, 400, 404},
     "getStatus": {200, 403},
     "getResources": {200},
     "getOpenAPI": {200},
@@ -417,6 +421,22 @@ def test_responses_conform_to_the_document(api, live_server):
     assert r.status_code == 201
     sleeper = api.wait_status(r.json()["id"], "running")
 
+    # The job page's views: numbered log lines, usage, comparison, serving (none here).
+    lines = api.get(f"jobs/{echo['id']}/log-lines", params={"tail": "1"}).json()
+    assert lines == {
+        "total": 1,
+        "start": 0,
+        "lines": [{"n": 0, "rank": None, "text": "hi"}],
+        "status": "succeeded",
+    }
+    assert api.get(f"jobs/{echo['id']}/usage").json()["next"] >= 0
+    ids = f"{echo['id']},{reporter['id']}"
+    table = api.get("jobs/compare", params={"ids": ids}).json()
+    assert [run["id"] for run in table["runs"]] == [echo["id"], reporter["id"]]
+    assert table["metrics"] == ["loss"]
+    assert table["runs"][1]["final_metrics"] == {"loss": 0.5}
+    assert api.get(f"jobs/{echo['id']}/serving").status_code == 409
+
     # Listing, filtering and paging.
     page = api.get("jobs").json()
     assert [j["id"] for j in page["jobs"]] == [sleeper["id"], reporter["id"], echo["id"]]
@@ -463,6 +483,10 @@ def test_responses_conform_to_the_document(api, live_server):
         ("POST", f"jobs/{echo['id']}/rerun"),
         ("GET", f"jobs/{echo['id']}/logs"),
         ("GET", f"jobs/{echo['id']}/metrics"),
+        ("GET", f"jobs/{echo['id']}/log-lines"),
+        ("GET", f"jobs/{echo['id']}/usage"),
+        ("GET", f"jobs/{echo['id']}/serving"),
+        ("GET", f"jobs/compare?ids={echo['id']}"),
     ]:
         r = api.request(method, url)
         assert r.status_code == 404, (method, url)
@@ -497,6 +521,9 @@ def test_responses_conform_to_the_document(api, live_server):
         ("GET", f"jobs/{sleeper['id']}/logs", {"params": {"rank": "x"}}, "rank"),
         ("GET", f"jobs/{sleeper['id']}/metrics", {"params": {"since": -1}}, "since"),
         ("GET", f"jobs/{sleeper['id']}/metrics", {"params": {"limit": 10001}}, "limit"),
+        ("GET", f"jobs/{sleeper['id']}/log-lines", {"params": {"count": 0}}, "count"),
+        ("GET", f"jobs/{sleeper['id']}/usage", {"params": {"since": -1}}, "since"),
+        ("GET", "jobs/compare", {"params": {}}, "ids"),
     ]
     for method, url, kwargs, words in bad:
         r = api.request(method, url, valid=False, **kwargs)

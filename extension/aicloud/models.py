@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
-from aicloud.spec import redacted_spec
-from aicloud.store import Attempt, Job, Schedule
+from aicloud.errors import UnsafeRunFile
+from aicloud.runs import OUTPUTS, read_run_file
+from aicloud.spec import JobKind, JobStatus, redacted_spec
+from aicloud.store import Attempt, Job, Schedule, utcnow
+
+ENDPOINT_FILE = "endpoint.json"  # what a serve job's model server writes once it serves
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -27,6 +32,37 @@ def attempt_model(attempt: Attempt) -> dict[str, Any]:
         "reason_code": attempt.reason_code,
         "reason": attempt.reason,
         "restarts": attempt.restarts,
+    }
+
+
+def duration_seconds(job: Job) -> float | None:
+    """Seconds from the first start to the end (to now while it runs); None before a start."""
+    if job.started_at is None:
+        return None
+    end = job.finished_at or utcnow()
+    return round(max(0.0, (end - job.started_at).total_seconds()), 3)
+
+
+def endpoint_model(job: Job) -> dict[str, Any] | None:
+    """Where a running serve job answers (``url``, ``infer_url``, ``model``), once it serves.
+
+    Read from the endpoint file its model server writes; the job owns that file, so only
+    string fields of it are passed on, and a symlink or malformed file counts as none.
+    """
+    if job.kind != JobKind.serve.value or job.status != JobStatus.running.value:
+        return None
+    if not job.run_dir:
+        return None
+    try:
+        text = read_run_file(job.run_dir, f"{OUTPUTS}/{ENDPOINT_FILE}", 64 * 1024)
+        document = json.loads(text) if text else None
+    except (UnsafeRunFile, ValueError, OSError):
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("url"), str):
+        return None
+    fields = ("url", "infer_url", "model")
+    return {
+        name: document.get(name) if isinstance(document.get(name), str) else None for name in fields
     }
 
 
@@ -55,6 +91,10 @@ def job_model(job: Job) -> dict[str, Any]:
         "schedule_id": job.schedule_id,
         "scheduled_for": isoformat(job.scheduled_for),
         "pruned": job.pruned,
+        "parameters": spec.get("parameters") or {},
+        "duration_seconds": duration_seconds(job),
+        "origin": job.origin_notebook,
+        "endpoint": endpoint_model(job),
         "spec": spec,
     }
 

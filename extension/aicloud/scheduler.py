@@ -22,7 +22,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +50,14 @@ from aicloud.spec import (
 from aicloud.store import Job, Schedule, utcnow
 
 RUNNING = [JobStatus.starting.value, JobStatus.running.value]
+
+
+def run_name(schedule: Schedule, when: datetime) -> str:
+    """``<schedule name> @ 2026-12-07 03:00``: a run named by its tick, in the schedule's zone
+    (a run now by its time); a schedule without a name lends its job's or its id."""
+    local = when.astimezone(ZoneInfo(schedule.timezone)).strftime("%Y-%m-%d %H:%M")
+    name = schedule.name or schedule.spec.get("name") or schedule.id
+    return f"{name[: 200 - len(local) - 3]} @ {local}"
 
 
 class ScheduleNotFound(AICloudError):
@@ -162,8 +171,9 @@ class Scheduler(LoggingConfigurable):
         return advanced
 
     async def _fire(self, schedule: Schedule, tick, parameters: dict | None = None) -> Job | None:
-        """Create the job of one tick (or of a run now, with ``tick`` None)."""
+        """Create the job of one tick (or of a run now, with ``tick`` None), named by it."""
         spec = JobSpec.model_validate(schedule.spec)
+        spec = spec.model_copy(update={"name": run_name(schedule, tick or utcnow())})
         if schedule.snapshot:
             spec = spec.model_copy(update={"notebook": schedule.snapshot})
         if parameters:

@@ -35,6 +35,7 @@ from aicloud.errors import InvalidSpec, UnsafeRunFile
 from aicloud.resources import detect_gpus
 from aicloud.runs import open_run_file
 from aicloud.spec import JobSpec
+from aicloud.usage import nvml_module_dir, usage_file
 
 SUPERVISOR = Path(supervise.__file__)
 
@@ -129,6 +130,20 @@ class LocalBackend(Backend):
         "supervisor and every process of the job get the owner's uid, gid and groups, and the "
         "run directory becomes theirs alone (0700). Owners without a Unix account, or with a "
         "system one (uid < 1000), are refused. The local hub sets it when started as root.",
+    )
+
+    usage_interval_seconds = Float(
+        2.0,
+        min=0.05,
+        config=True,
+        help="Seconds between samples of an attempt's resource use (CPU, RSS, its GPUs), "
+        "taken by its supervisor into attempt-N.usage.jsonl and served at /jobs/{id}/usage.",
+    )
+    usage_points_kept = Int(
+        10_000,
+        min=10,
+        config=True,
+        help="Most usage samples kept per attempt; past that, older ones are thinned.",
     )
 
     def __init__(self, **kwargs):
@@ -234,6 +249,13 @@ class LocalBackend(Backend):
             process["env"] = {**os.environ, **process["env"], **tag}
         gpus = self._assign_gpus(plan_json, attempt.spec) if self.gpus.devices else []
         plan_json["gpus"] = gpus
+        plan_json["usage"] = {
+            "file": str(run_dir / usage_file(number)),
+            "interval": self.usage_interval_seconds,
+            "attempt": number,
+            "keep": self.usage_points_kept,
+            "nvml_path": nvml_module_dir() if gpus else None,
+        }
         argv = [
             sys.executable,
             "-I",

@@ -18,6 +18,9 @@ multi-node torch job; one process per TensorFlow worker). No plan touches the di
 - enforces the timeout: SIGTERM to the group, then SIGKILL after the grace period;
 - on SIGTERM (a cancel) passes it on to every process, and SIGKILLs what is left after the
   grace period: the cancel holds even if the server that asked for it is gone;
+- samples the resource use of the attempt's whole process tree every few seconds (CPU %,
+  RSS from /proc; GPU utilisation and memory through NVML where the plan names its module)
+  into ``attempt-N.usage.jsonl``, bounded (:class:`UsageSampler`);
 - stops the service processes (a rendezvous store) when the workers are done, kills whatever
   the job left behind, writes the status file atomically and exits.
 
@@ -215,6 +218,160 @@ class ChildExits:
         with contextlib.suppress(BlockingIOError):
             while os.read(self.read_fd, 512):
                 pass
+
+
+def _tree_usage(root: int) -> dict[int, tuple[int, int]]:
+    """CPU clock ticks (user + system) and resident pages of every descendant of ``root``."""
+    found = {}
+    for pid in _descendants(root):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            with open(f"/proc/{pid}/statm", "rb") as statm:
+                resident = int(statm.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        found[pid] = (int(fields[11]) + int(fields[12]), resident)
+    return found
+
+
+class GPUProbe:
+    """Utilisation and memory of the attempt's GPUs through NVML (``pynvml``), if it loads.
+
+    The supervisor runs without site-packages (``-S``); the plan names the folder that holds
+    ``pynvml`` where the server has it. Without it, or without a driver, GPUs are not sampled.
+    """
+
+    def __init__(self, indexes: list[int], module_dir: str | None):
+        self.nvml = None
+        self.devices: list[tuple[int, object]] = []
+        if not indexes or not module_dir:
+            return
+        try:
+            sys.path.append(module_dir)
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.devices = [(i, pynvml.nvmlDeviceGetHandleByIndex(i)) for i in indexes]
+            self.nvml = pynvml
+        except Exception as e:  # ImportError, NVMLError: no GPU sampling, the job runs on
+            sys.stderr.write(f"aicloud-supervise: no GPU sampling: {e}\n")
+            self.devices = []
+
+    def sample(self) -> list[dict]:
+        """One entry per GPU: utilisation % (None where NVML cannot say) and memory."""
+        gpus = []
+        for index, device in self.devices:
+            try:
+                memory = self.nvml.nvmlDeviceGetMemoryInfo(device)
+                try:
+                    utilization = float(self.nvml.nvmlDeviceGetUtilizationRates(device).gpu)
+                except self.nvml.NVMLError:
+                    utilization = None
+            except Exception:
+                continue
+            gpus.append(
+                {
+                    "index": index,
+                    "utilization_percent": utilization,
+                    "memory_used_bytes": int(memory.used),
+                    "memory_total_bytes": int(memory.total),
+                }
+            )
+        return gpus
+
+    def close(self) -> None:
+        """Shut NVML down."""
+        if self.nvml is not None:
+            with contextlib.suppress(Exception):
+                self.nvml.nvmlShutdown()
+
+
+class UsageSampler(threading.Thread):
+    """Every ``interval`` seconds, a point of the attempt's resource use appended to its file.
+
+    A point: ``{"t", "attempt", "cpu_percent" (100 = one core), "rss_bytes", "gpus"}``, one
+    JSON line written whole with one ``write`` (a reader skips a line without its newline).
+    The file keeps at most ``keep`` points: past that, every other point of the older half
+    is dropped (the file is rewritten and replaced atomically), so a long run keeps its whole
+    span at a coarser grain. A full volume costs samples, never the attempt.
+    """
+
+    def __init__(self, options: dict, gpus: list[int]):
+        super().__init__(name="aicloud-usage", daemon=True)
+        self.path = options["file"]
+        self.interval = max(0.05, float(options.get("interval", 2.0)))
+        self.attempt = int(options.get("attempt", 1))
+        self.keep = max(10, int(options.get("keep", 10_000)))
+        self.gpus = GPUProbe(gpus, options.get("nvml_path"))
+        self.lines: list[bytes] = []
+        self.stopped = threading.Event()
+        self.ticks = os.sysconf("SC_CLK_TCK")
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def run(self) -> None:
+        """Sample until stopped."""
+        import json
+
+        before, then = _tree_usage(os.getpid()), time.monotonic()
+        while not self.stopped.wait(self.interval):
+            now, wall = _tree_usage(os.getpid()), time.monotonic()
+            used = sum(ticks - before.get(pid, (0, 0))[0] for pid, (ticks, _) in now.items())
+            point = {
+                "t": round(time.time(), 3),
+                "attempt": self.attempt,
+                "cpu_percent": round(100.0 * max(0, used) / self.ticks / (wall - then), 1),
+                "rss_bytes": sum(pages for _, pages in now.values()) * self.page,
+                "gpus": self.gpus.sample(),
+            }
+            before, then = now, wall
+            self.record(json.dumps(point).encode() + b"\n")
+        self.gpus.close()
+
+    def record(self, line: bytes) -> None:
+        """Append one point; thin the file once it holds ``keep``."""
+        self.lines.append(line)
+        try:
+            if len(self.lines) > self.keep:
+                half = len(self.lines) // 2
+                self.lines = self.lines[:half:2] + self.lines[half:]
+                self._rewrite()
+            else:
+                self._append(line)
+        except OSError as e:
+            if e.errno not in UNWRITABLE and e.errno != errno.ELOOP:
+                raise
+
+    def _append(self, line: bytes) -> None:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.path, flags, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def _rewrite(self) -> None:
+        tmp = f"{self.path}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # a job's symlink there is removed, not followed
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o644)
+        try:
+            _write_all_fd(fd, b"".join(self.lines))
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+
+    def stop(self) -> None:
+        """Stop sampling and wait for the thread."""
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def _write_all_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def parse_args(argv: list[str]) -> dict[str, str]:
@@ -496,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
             log.write(plan["banner"].encode() + b"\n")
         attempt = Attempt(plan, log, exits)
         attempt.start()
+        sampler = UsageSampler(plan["usage"], plan.get("gpus", [])) if plan.get("usage") else None
+        if sampler is not None:
+            sampler.start()
         while not attempt.wait(next_end):
             if state["kill_at"] is not None and time.time() >= state["kill_at"]:
                 log.write(f"[aicloud] still running {grace:g} s after SIGTERM\n".encode())
@@ -512,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
                     _signal_all(signal.SIGKILL)
                     attempt.wait(None)
                 break
+        if sampler is not None:
+            sampler.stop()
         # The workers are done: stop the services (a rendezvous store), then any leftovers.
         _signal_all(signal.SIGTERM)
         end = time.time() + min(grace, 2.0)

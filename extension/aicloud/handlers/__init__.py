@@ -1,9 +1,10 @@
 """aicloud's REST API under ``/aicloud/api/v1``: every route table, in one list."""
 
-from aicloud.handlers import jobs, notebooks, schedules, service
+from aicloud.handlers import job_views, jobs, notebooks, schedules, service
 from aicloud.handlers.base import NotFoundHandler
 
 default_handlers = [
+    *job_views.default_handlers,  # first: /jobs/compare before /jobs/{id}
     *jobs.default_handlers,
     *notebooks.default_handlers,
     *schedules.default_handlers,
