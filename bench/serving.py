@@ -1,25 +1,31 @@
-"""Online serving: throughput and p99 latency at a fixed concurrency, four ways, in one run.
+"""Online serving: aicloud's model server against KServe's and MLServer's, one client, one run.
 
-1. ``floor``: a minimal tornado server written here that decodes JSON, calls the model and
-   encodes the answer: no checks, no batching, no aicloud at all (the bare model server);
-2. ``server``: aicloud's v2 model server started by hand (``python -m aicloud.inference.server``),
-   batching off, outside any job;
-3. ``job, batching off``: the same server as an aicloud ``serve`` job (supervisor, log pipe);
-4. ``job, batching on``: the serve job with dynamic batching (``max_batch_size`` 32, 2 ms).
+Every variant serves the same MLP (64 → 256 → 256 → 8, seed 0; the state dict loaded into
+one ``nn.Sequential``, ``serving_servers/mlp.py``) with one torch thread
+(``OMP_NUM_THREADS=1``), and gets the same load from ``wrk`` (``serving_load.py``):
 
-Every variant gets the same load: ``--concurrency`` clients (asyncio, keep-alive), each sending
-one-row infer requests until ``--requests`` are done, after a warm-up. The model is a small
-MLP (64 → 256 → 256 → 8) saved with ``torch.export``. Ratios are against ``floor``.
+- ``floor``: a fixed answer, no model (``serving_servers/floor.py``): how far the client goes;
+- ``aicloud off`` / ``aicloud on``: aicloud's server as a ``serve`` job through the job
+  service, batching off (``max_batch_size`` 1) / on (32 rows, 2 ms);
+- ``aicloud module off`` / ``on`` (``--variants``): the same server started by hand, no job;
+- ``kserve``: KServe's ``ModelServer`` with a custom ``kserve.Model`` (``bench/.venvs/kserve``);
+- ``mlserver`` / ``mlserver batching``: MLServer with a custom ``MLModel``, adaptive batching
+  off / on (32 requests, 2 ms) (``bench/.venvs/mlserver``).
 
-    .venv/bin/python bench/serving.py [--concurrency 16] [--requests 1500]
+Loads: 16 and 64 connections of 1-row requests, 64 connections of 8-row requests. All servers
+run at once; each round measures every variant under every load once (a warm-up run, then
+the measured run; the order rotates between rounds), and the table shows the median round
+with the min–max of req/s. The goals of issue 20 are checked at the end.
+
+    .venv/bin/python bench/serving.py [--rounds 3] [--seconds 6] [--variants floor,aicloud on]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -27,9 +33,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 
 from _common import (
-    cancel_and_wait,
+    Server,
     describe_machine,
     handle_signals,
     load_average,
@@ -37,181 +44,237 @@ from _common import (
     now_iso,
     running_server,
     save_results,
-    stop_group,
-    submit_job,
-    summary,
+)
+from serving_load import Cell, Load, ensure_wrk, measure
+from serving_variants import (
+    SERVERS,
+    Setup,
+    Target,
+    start_aicloud_job,
+    start_aicloud_module,
+    start_floor,
+    start_kserve,
+    start_mlserver,
 )
 
-FEATURES = 64
+sys.path.insert(0, str(SERVERS))
+import mlp  # serving_servers/mlp.py: the model every server loads
+
 OUT = Path(__file__).parent / "out" / "serving.json"
-FLOOR_SERVER = """
-import json, sys
-import numpy as np, torch
-from tornado import ioloop, web, netutil, httpserver
-model = torch.export.load(sys.argv[1]).module()
-class Infer(web.RequestHandler):
-    def post(self, name):
-        tensor = json.loads(self.request.body)["inputs"][0]
-        x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
-        with torch.inference_mode():
-            y = model(torch.from_numpy(x)).numpy()
-        self.write({"model_name": name, "outputs": [{"name": "output", "datatype": "FP32",
-                    "shape": list(y.shape), "data": y.reshape(-1).tolist()}]})
-sockets = netutil.bind_sockets(0, "127.0.0.1")
-server = httpserver.HTTPServer(web.Application([(r"/v2/models/([^/]+)/infer", Infer)]))
-server.add_sockets(sockets)
-print(sockets[0].getsockname()[1], flush=True)
-ioloop.IOLoop.current().start()
-"""
+VARIANTS = {
+    "floor": start_floor,
+    "aicloud off": lambda setup: start_aicloud_job(setup, batching=False),
+    "aicloud on": lambda setup: start_aicloud_job(setup, batching=True),
+    "aicloud module off": lambda setup: start_aicloud_module(setup, batching=False),
+    "aicloud module on": lambda setup: start_aicloud_module(setup, batching=True),
+    "kserve": start_kserve,
+    "mlserver": lambda setup: start_mlserver(setup, batching=False),
+    "mlserver batching": lambda setup: start_mlserver(setup, batching=True),
+}
+DEFAULT_VARIANTS = "floor,aicloud off,aicloud on,kserve,mlserver,mlserver batching"
+LOADS = {"16 x 1 row": (16, 1), "64 x 1 row": (64, 1), "64 x 8 rows": (64, 8)}
+BASE, BATCHED, PEERS = "aicloud off", "aicloud on", ("kserve", "mlserver", "mlserver batching")
 
 
-def save_model(folder: Path) -> str:
-    """The benchmark's MLP, saved with torch.export; its file name."""
-    import torch
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(FEATURES, 256),
-        torch.nn.ReLU(),
-        torch.nn.Linear(256, 256),
-        torch.nn.ReLU(),
-        torch.nn.Linear(256, 8),
-    ).eval()
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.export.export(model, (torch.zeros(2, FEATURES),), dynamic_shapes=({0: batch},))
-    torch.export.save(program, folder / "mlp.pt2")
-    return "mlp.pt2"
-
-
-async def load(url: str, model: str, concurrency: int, requests: int, warmup: int) -> dict:
-    """Latencies and throughput of one-row infer calls from ``concurrency`` clients."""
+def write_bodies(folder: Path) -> dict[int, tuple[Path, np.ndarray]]:
+    """The fixed infer bodies (1 and 8 rows, seed 0) and their inputs."""
     rng = np.random.default_rng(0)
-    bodies = [
-        json.dumps(
+    bodies = {}
+    for rows in sorted({rows for _, rows in LOADS.values()}):
+        batch = rng.normal(size=(rows, mlp.FEATURES)).astype(np.float32)
+        tensor = {"name": "input", "shape": list(batch.shape), "datatype": "FP32"}
+        document = {"inputs": [{**tensor, "data": batch.reshape(-1).tolist()}]}
+        path = folder / f"body-{rows}.json"
+        path.write_text(json.dumps(document))
+        bodies[rows] = (path, batch)
+    return bodies
+
+
+def check_answer(name: str, target: Target, body: Path, expected: np.ndarray) -> None:
+    """The server's answer to one body is the MLP's output: the same model everywhere."""
+    headers = {"Content-Type": "application/json"}
+    if target.authorization:
+        headers["Authorization"] = target.authorization
+    response = httpx.post(target.infer_url, content=body.read_bytes(), headers=headers, timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"{name} answered {response.status_code}: {response.text[:500]}")
+    output = response.json()["outputs"][0]
+    got = np.asarray(output["data"], dtype=np.float32).reshape(expected.shape)
+    if not np.allclose(got, expected, atol=1e-5):
+        raise RuntimeError(f"{name} answers {got.tolist()}, not the MLP's {expected.tolist()}")
+
+
+def median_row(cells: list[Cell]) -> dict:
+    """Medians over the rounds (req/s with its min and max)."""
+    rates = [c.rps for c in cells]
+    row = {
+        key: round(statistics.median(getattr(c, key) for c in cells), 3)
+        for key in ("rps", "p50_ms", "p99_ms", "wrk_cores", "server_cores", "load1")
+    }
+    row.update(rps_min=min(rates), rps_max=max(rates), errors=sum(c.errors for c in cells))
+    return row
+
+
+def check_goals(table: dict[str, dict[str, dict]]) -> list[dict]:
+    """Issue 20's goals, each met or not, with the figures that decide it."""
+    goals = []
+    floor = table.get("floor")
+    for load in LOADS:
+        others = [rows[load]["rps"] for name, rows in table.items() if name != "floor"]
+        if floor and others:
+            ratio = floor[load]["rps"] / max(others)
+            goals.append(
+                {
+                    "goal": f"client not the bottleneck at {load}: floor >= 2x the fastest server",
+                    "met": ratio >= 2,
+                    "figures": f"floor {floor[load]['rps']:.0f} req/s = {ratio:.1f}x",
+                }
+            )
+    if BASE in table and BATCHED in table:
+        off, on = table[BASE]["64 x 1 row"], table[BATCHED]["64 x 1 row"]
+        ratio = on["rps"] / off["rps"]
+        goals.append(
             {
-                "inputs": [
-                    {
-                        "name": "input",
-                        "shape": [1, FEATURES],
-                        "datatype": "FP32",
-                        "data": rng.normal(size=FEATURES).astype(np.float32).tolist(),
-                    }
-                ]
+                "goal": "batching on >= 3x batching off at 64 x 1 row, p99 no worse",
+                "met": ratio >= 3 and on["p99_ms"] <= off["p99_ms"],
+                "figures": f"{ratio:.2f}x req/s; p99 {on['p99_ms']:.1f} vs {off['p99_ms']:.1f} ms",
             }
         )
-        for _ in range(64)
-    ]
-    path = f"{url}/v2/models/{model}/infer"
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-
-        async def one(i: int, record: bool) -> None:
-            began = time.perf_counter()
-            response = await client.post(path, content=bodies[i % len(bodies)])
-            response.raise_for_status()
-            if record:
-                latencies.append(time.perf_counter() - began)
-
-        async def clients(total: int, record: bool) -> None:
-            counter = iter(range(total))
-
-            async def worker():
-                for i in counter:
-                    await one(i, record)
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-        await clients(warmup, record=False)
-        began = time.perf_counter()
-        await clients(requests, record=True)
-        wall = time.perf_counter() - began
-    stats = summary(latencies)
-    return {"throughput_rps": requests / wall, "p50_ms": stats["p50_ms"], "p99_ms": stats["p99_ms"]}
+    for ours in (BATCHED, BASE):
+        if ours not in table:
+            continue
+        for peer in PEERS:
+            if peer not in table:
+                continue
+            for load in LOADS:
+                a, b = table[ours][load], table[peer][load]
+                goals.append(
+                    {
+                        "goal": f"{ours} ahead of {peer} at {load} at equal or better p99",
+                        "met": a["rps"] > b["rps"] and a["p99_ms"] <= b["p99_ms"],
+                        "figures": f"{a['rps']:.0f} vs {b['rps']:.0f} req/s; "
+                        f"p99 {a['p99_ms']:.1f} vs {b['p99_ms']:.1f} ms",
+                    }
+                )
+        break  # aicloud's default (batching on) when it ran, else batching off
+    return goals
 
 
-def wait_file(path: Path, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return json.loads(path.read_text())
-        time.sleep(0.1)
-    raise TimeoutError(f"{path} not written")
-
-
-def run_process_variant(argv: list[str], cwd: Path, args, url_of) -> dict:
-    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, start_new_session=True)
-    try:
-        url = url_of(process)
-        return asyncio.run(load(url, "mlp", args.concurrency, args.requests, args.warmup))
-    finally:
-        stop_group(process)
-
-
-def run_job_variant(server, model: str, batching: bool, args) -> dict:
-    inference = {"model": model, "model_name": "mlp", "input_shape": [FEATURES]}
-    inference.update(max_batch_size=32, max_wait_ms=2) if batching else inference.update(
-        max_batch_size=1
-    )
-    with server.client() as client:
-        job_id = submit_job(client, {"kind": "serve", "name": "bench", "inference": inference})
-        try:
-            endpoint = wait_file(server.run_dir(job_id) / "outputs" / "endpoint.json")
-            return asyncio.run(
-                load(endpoint["url"], "mlp", args.concurrency, args.requests, args.warmup)
+def print_report(results: dict) -> None:
+    """The table (variant x load), the goals, the machine and its load."""
+    print()
+    print(describe_machine(results["machine"]))
+    print(f"load average before {results['load_before']}, after {results['load_after']}")
+    s = results["settings"]
+    print(f"{s['rounds']} rounds, {s['seconds']} s per cell after {s['warmup']} s, medians\n")
+    header = f"{'variant':<20}{'load':<13}{'req/s':>8}{'min-max':>13}{'p50 ms':>8}{'p99 ms':>8}"
+    print(header + f"{'x off':>7}{'wrk cpu':>8}{'srv cpu':>8}{'errors':>7}")
+    table = results["table"]
+    for load in LOADS:
+        base = table.get(BASE, {}).get(load)
+        for name, rows in table.items():
+            row = rows[load]
+            ratio = f"{row['rps'] / base['rps']:.2f}" if base else "-"
+            spread = f"{row['rps_min']:.0f}-{row['rps_max']:.0f}"
+            print(
+                f"{name:<20}{load:<13}{row['rps']:>8.0f}{spread:>13}{row['p50_ms']:>8.2f}"
+                f"{row['p99_ms']:>8.2f}{ratio:>7}{row['wrk_cores']:>8.2f}"
+                f"{row['server_cores']:>8.2f}{row['errors']:>7}"
             )
-        finally:
-            cancel_and_wait(client, job_id)
+        print()
+    for goal in results["goals"]:
+        print(f"{'met    ' if goal['met'] else 'NOT met'}  {goal['goal']}: {goal['figures']}")
+    print("\nservers:")
+    for name, words in results["servers"].items():
+        print(f"  {name}: {words}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=6, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell")
+    parser.add_argument("--threads", type=int, default=2, help="wrk's threads")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help="comma-separated")
+    args = parser.parse_args()
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    return args
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=1500)
-    parser.add_argument("--warmup", type=int, default=200)
-    args = parser.parse_args()
+    args = parse_args()
     handle_signals()
+    wrk = ensure_wrk()
     began = time.monotonic()
     results: dict = {"date": now_iso(), "machine": machine(), "load_before": load_average()}
-    results["settings"] = vars(args)
-    rows: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="aicloud-bench-serving-") as tmp:
+    results["settings"] = {**vars(args), "torch_threads": 1, "wrk": wrk}
+    cells: dict[str, dict[str, list[Cell]]] = {
+        v: {load: [] for load in LOADS} for v in args.variants
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="aicloud-bench-serving-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         home = Path(tmp)
-        with running_server(home) as server:
-            model = save_model(server.root_dir)
-            floor = server.root_dir / "floor_server.py"
-            floor.write_text(FLOOR_SERVER)
-            rows["floor"] = run_process_variant(
-                [sys.executable, str(floor), model],
-                server.root_dir,
-                args,
-                lambda p: f"http://127.0.0.1:{int(p.stdout.readline())}",
+        model_dir = home / "root"  # the aicloud server's root: serve jobs run here
+        model_dir.mkdir()
+        (model_dir / "mlp.py").write_bytes((SERVERS / "mlp.py").read_bytes())
+        mlp.save(model_dir)
+        model = mlp.load(model_dir)
+        bodies = write_bodies(home)
+        servers: list[Server] = []
+
+        def aicloud() -> Server:
+            if not servers:
+                servers.append(stack.enter_context(running_server(home, settle=True)))
+            return servers[0]
+
+        setup = Setup(model_dir=model_dir, log_dir=home, aicloud=aicloud)
+        targets: dict[str, Target] = {}
+        for name in args.variants:
+            print(f"starting {name}", flush=True)
+            targets[name] = stack.enter_context(VARIANTS[name](setup))
+            if name != "floor":
+                for path, batch in bodies.values():
+                    with torch.inference_mode():
+                        expected = model(torch.from_numpy(batch)).numpy()
+                    check_answer(name, targets[name], path, expected)
+        for round_ in range(args.rounds):
+            order = (
+                args.variants[round_ % len(args.variants) :]
+                + args.variants[: round_ % len(args.variants)]
             )
-            endpoint = server.root_dir / "endpoint.json"
-            rows["server"] = run_process_variant(
-                [sys.executable, "-m", "aicloud.inference.server", f"--model={model}",
-                 "--name=mlp", f"--input-shape={FEATURES}", "--max-batch-size=1",
-                 f"--endpoint-file={endpoint}"],
-                server.root_dir,
-                args,
-                lambda p: wait_file(endpoint)["url"],
-            )  # fmt: skip
-            rows["job, batching off"] = run_job_variant(server, model, False, args)
-            rows["job, batching on"] = run_job_variant(server, model, True, args)
-    base = rows["floor"]
-    for row in rows.values():
-        row["throughput_ratio"] = row["throughput_rps"] / base["throughput_rps"]
-        row["p99_ratio"] = row["p99_ms"] / base["p99_ms"]
-    results["variants"] = rows
+            for load, (connections, rows) in LOADS.items():
+                for name in order:
+                    target = targets[name]
+                    spec = Load(
+                        bodies[rows][0],
+                        connections,
+                        args.seconds,
+                        args.threads,
+                        target.authorization,
+                    )
+                    cell = measure(wrk, target.infer_url, spec, target.pid, args.warmup)
+                    cells[name][load].append(cell)
+                    print(
+                        f"round {round_ + 1} {load:<12} {name:<20} {cell.rps:>8.0f} req/s "
+                        f"p99 {cell.p99_ms:>7.2f} ms  errors {cell.errors}",
+                        flush=True,
+                    )
+        results["servers"] = {name: target.settings for name, target in targets.items()}
+    results["load_after"] = load_average()
+    results["cells"] = {
+        n: {ld: [c.model() for c in cs] for ld, cs in rows.items()} for n, rows in cells.items()
+    }
+    results["table"] = {
+        n: {ld: median_row(cs) for ld, cs in rows.items()} for n, rows in cells.items()
+    }
+    results["goals"] = check_goals(results["table"])
     results["wall_seconds"] = round(time.monotonic() - began, 1)
-    print(describe_machine(results["machine"]))
-    print(f"concurrency {args.concurrency}, {args.requests} one-row requests per variant\n")
-    print(f"{'variant':<20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'× req/s':>9}{'× p99':>8}")
-    for name, row in rows.items():
-        print(
-            f"{name:<20}{row['throughput_rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
-            f"{row['throughput_ratio']:>9.2f}{row['p99_ratio']:>8.2f}"
-        )
+    print_report(results)
     save_results(results, OUT)
     return 0
 
