@@ -3,9 +3,9 @@
 A notebook launches a job with ``%%aicloud train``, once waiting (the cell runs until the job
 ends; it awaits in a thread, so the kernel still handles the widget's messages) and once with
 ``--no-wait`` (the kernel goes idle); the test watches the monitor render the running job and
-its progress, clicks Cancel, and checks the job was cancelled through the API. The screenshot is
-kept in ``tests/artifacts/`` (git-ignored). Needs ``/usr/bin/chromium``
-(``apt-get install -y chromium``); no browser is downloaded.
+its progress and the live curve of its loss grow, clicks Cancel, and checks the job was
+cancelled through the API. The screenshot is kept in ``tests/artifacts/`` (git-ignored). Needs
+``/usr/bin/chromium`` (``apt-get install -y chromium``); no browser is downloaded.
 """
 
 from __future__ import annotations
@@ -73,6 +73,13 @@ def test_job_monitor_renders_and_cancels(lab):
             # waiting, the log goes to the cell under the monitor; otherwise into the monitor
             log = monitor if lab.mode == "--no-wait" else page.locator(".jp-OutputArea")
             expect(log.get_by_text("tick 3").first).to_be_visible(timeout=30_000)
+            # the live curve: JupyterLab's Vega renderer draws the reported loss, and it grows
+            chart = monitor.locator(".aicloud-metrics-curve .vega-embed")
+            line = chart.locator("svg .mark-line path").first
+            expect(line).to_be_visible(timeout=30_000)
+            expect(chart.locator("svg").get_by_text("step", exact=True)).to_be_visible()
+            drawn = line.get_attribute("d")
+            expect(line).not_to_have_attribute("d", drawn, timeout=15_000)
             page.screenshot(path=str(ARTIFACTS / f"job_monitor_running{lab.mode}.png"))
 
             monitor.locator(".aicloud-cancel").click()

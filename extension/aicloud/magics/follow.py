@@ -105,7 +105,7 @@ class Follower:
         self.job_id = job_id
         self.ranks = ranks
         self.lines: queue.Queue = queue.Queue()
-        self.metrics: dict[str, Any] = {"latest": None, "progress": None}
+        self.metrics: dict[str, Any] = {"latest": None, "progress": None, "points": []}
         self._next_point = 0
         self._stream_client: AICloudClient | None = None
         self._stop = threading.Event()
@@ -166,6 +166,7 @@ class Follower:
         self._next_point = fresh["next"]
         if fresh["latest"] is not None:
             self.metrics = {"latest": fresh["latest"], "progress": fresh["progress"]}
+        self.metrics["points"] = fresh["points"]  # only the new ones (the live curve adds them)
         return self.job
 
     def follow(self, display: Display) -> dict:

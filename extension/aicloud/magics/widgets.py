@@ -1,4 +1,4 @@
-"""JobMonitor: a job's status, progress, latest metrics, elapsed time and a Cancel button.
+"""JobMonitor: a job's status, progress, metrics as a live curve, elapsed time and Cancel.
 
 Fed by the magics' follower (status from ``GET /jobs/{id}``, progress and metrics from
 ``GET /jobs/{id}/metrics``, i.e. ``aicloud.runtime.report``). Needs ipywidgets 8; the magics
@@ -13,6 +13,7 @@ import time
 
 import ipywidgets as w
 
+from aicloud.magics.curve import MetricsCurve
 from aicloud.magics.follow import describe_metrics, elapsed
 
 STATUS_COLOURS = {
@@ -25,6 +26,8 @@ STATUS_COLOURS = {
 }
 MAX_LOG_CHARS = 200_000
 FLUSH_SECONDS = 0.1
+CHART_SECONDS = 1.0  # redraw the curve at most this often (each redraw is a full render)
+TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 class JobMonitor(w.VBox):
@@ -46,10 +49,15 @@ class JobMonitor(w.VBox):
         self.cancel_button.on_click(self._on_cancel)
         self.message = w.Label("")
         self.log_output = w.Output(layout=w.Layout(max_height="20em", overflow="auto"))
+        self.curve = MetricsCurve()
+        self.chart = w.Output(layout=w.Layout(width="100%", display="none"))
+        self.chart.add_class("aicloud-metrics-curve")
+        self._charted_at = 0.0
+        self._chart_dirty = False
         row = w.HBox(
             [self.title, self.status, self.progress, self.step, self.elapsed, self.cancel_button]
         )
-        children = [row, self.metrics, self.message]
+        children = [row, self.metrics, self.chart, self.message]
         if log_here:
             children.append(self.log_output)
         super().__init__(children, **kwargs)
@@ -78,13 +86,25 @@ class JobMonitor(w.VBox):
             self.progress.value = 1.0
         self.progress.bar_style = {"succeeded": "success", "failed": "danger"}.get(status, "")
         self.metrics.value = describe_metrics(metrics.get("latest"))
+        self._draw(metrics.get("points") or [], force=status in TERMINAL)
         seconds = int(elapsed(job))
         self.elapsed.value = f"{seconds // 60}:{seconds % 60:02d}"
-        if status in ("succeeded", "failed", "cancelled"):
+        if status in TERMINAL:
             self.cancel_button.disabled = True
             if job.get("reason") and status != "succeeded":
                 self.message.value = f"{status}: {job['reason']}"
             self._flush(force=True)
+
+    def _draw(self, points: list[dict], force: bool = False) -> None:
+        """Add new points to the curve and redraw it, about once a second."""
+        self._chart_dirty |= self.curve.add(points)
+        now = time.monotonic()
+        if not self._chart_dirty or (not force and now - self._charted_at < CHART_SECONDS):
+            return
+        self._charted_at, self._chart_dirty = now, False
+        output = {"output_type": "display_data", "data": self.curve.bundle(), "metadata": {}}
+        self.chart.outputs = (output,)
+        self.chart.layout.display = ""
 
     def lines(self, text: str) -> None:
         """Append log text to the widget's output area, a few times a second at most."""
