@@ -66,7 +66,8 @@ def test_serve_job_endpoint_predict_and_cancel(server):
         assert np.array_equal(api.predict("churn", x, client=client), expected)
         assert np.array_equal(api.predict(job["id"], x, client=client), expected)
     url = f"{found['url']}/v2/models/churn"
-    assert np.array_equal(api.predict(url, x), expected)
+    with client_of(server) as client:  # the model server wants the caller's token
+        assert np.array_equal(api.predict(url, x, client=client), expected)
 
     r = run_cli("predict", "churn", "[[1, 2, 3]]", env=server.env)
     assert r.returncode == 1 and "the model takes [-1, 4], got [1, 3]" in r.stderr

@@ -80,8 +80,9 @@ def test_every_route(server, model_dir):
             assert out["name"] == "output" and out["datatype"] == "FP32" and out["shape"] == [3, 2]
             got = np.asarray(out["data"], dtype=np.float32).reshape(3, 2)
             assert np.array_equal(got, torch_outputs(tiny_net(model_dir), x))
-        stats = http.get("/v2/models/tiny/stats").json()["stats"]
-        assert stats["requests"] >= 2
+        (stats,) = http.get("/v2/models/tiny/stats").json()["model_stats"]
+        assert stats["inference_stats"]["success"]["count"] >= 2
+        assert stats["inference_count"] >= 6
 
 
 def test_client_predictions_equal_the_model_in_process(server, model_dir):
@@ -158,15 +159,14 @@ def concurrent_infer(url: str, model: str, inputs: list[np.ndarray]) -> list[np.
 
 
 def test_dynamic_batching_groups_concurrent_requests(server, model_dir):
-    with httpx.Client(base_url=server) as http:
-        before = http.get("/v2/models/tiny/stats").json()["stats"]
-    inputs = [rows(1, seed=i) for i in range(16)]
-    outputs = concurrent_infer(server, "tiny", inputs)
-    with httpx.Client(base_url=server) as http:
-        after = http.get("/v2/models/tiny/stats").json()["stats"]
-    assert after["requests"] - before["requests"] == 16
-    assert after["model_calls"] - before["model_calls"] < 16  # batched
-    assert after["largest_batch_rows"] > 1
+    with V2Client(server) as v2:
+        before = v2.model_statistics("tiny")
+        inputs = [rows(1, seed=i) for i in range(16)]
+        outputs = concurrent_infer(server, "tiny", inputs)
+        after = v2.model_statistics("tiny")
+    assert after["inference_count"] - before["inference_count"] == 16
+    assert after["execution_count"] - before["execution_count"] < 16  # batched
+    assert max(b["batch_size"] for b in after["batch_stats"]) > 1
     model = tiny_net(model_dir)
     # A batch runs through other GEMM kernels than one row: equal to float rounding, not bits.
     for x, y in zip(inputs, outputs, strict=True):
@@ -181,8 +181,9 @@ def test_batching_off_and_export_model_without_declared_shape(model_dir):
         model = tiny_net(model_dir)
         for x, y in zip(inputs, outputs, strict=True):
             assert np.array_equal(y, torch_outputs(model, x))  # each its own model call
-        stats = httpx.get(url + "/v2/models/tiny2/stats").json()["stats"]
-        assert stats["model_calls"] == stats["requests"] == 6
+        (stats,) = httpx.get(url + "/v2/models/tiny2/stats").json()["model_stats"]
+        assert stats["execution_count"] == stats["inference_count"] == 6
+        assert stats["inference_stats"]["success"]["count"] == 6
         meta = httpx.get(url + "/v2/models/tiny2").json()
         assert meta["inputs"][0]["shape"] == [-1, 4]  # learnt from the exported program
     finally:

@@ -224,7 +224,9 @@ def test_batcher_batches_concurrent_requests_and_isolates_a_bad_one():
     for array, result in zip(good, results[:5] + results[6:], strict=True):
         assert np.array_equal(result, array * 2)
     assert calls[0] == 21  # one batch of all 11 requests, then each alone to find the bad one
-    assert stats.requests == 11 and stats.failures == 2
+    # Failed calls are not executions; the 11 waited in the queue once, for the first batch.
+    assert stats.execution_count == 10 and stats.inference_count == 20
+    assert stats.phases["queue"].count == 11
 
 
 def test_batching_off_runs_each_request_alone():
@@ -241,3 +243,166 @@ def test_batching_off_runs_each_request_alone():
 
     asyncio.run(scenario())
     assert calls == [1] * 5
+
+
+def test_batcher_waits_only_for_concurrent_traffic():
+    """A lone client never waits for max_wait; concurrent clients fill batches."""
+    calls: list[int] = []
+
+    def predict(batch):
+        calls.append(len(batch))
+        return batch
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, max_batch_size=16, max_wait_seconds=2.0)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for _ in range(5):  # one client, one request after the other
+            await batcher.submit(np.zeros((1, 2)))
+        alone = loop.time() - began
+        await asyncio.gather(*(batcher.submit(np.zeros((1, 2))) for _ in range(8)))
+        # Traffic is concurrent now: the next batch waits (up to 2 s) for as many as the last.
+        first = asyncio.create_task(batcher.submit(np.zeros((1, 2))))
+        await asyncio.sleep(0.05)
+        late = [asyncio.create_task(batcher.submit(np.zeros((1, 2)))) for _ in range(7)]
+        await asyncio.gather(first, *late)
+        await batcher.close()
+        return alone
+
+    alone = asyncio.run(scenario())
+    assert alone < 0.5  # no 2 s wait per request
+    assert calls == [1] * 5 + [8, 8]
+
+
+def test_a_full_queue_refuses_at_once_and_the_batcher_keeps_serving():
+    from aicloud.inference.batching import QueueFull
+
+    def predict(batch):
+        return batch + 1
+
+    async def scenario():
+        batcher = DynamicBatcher(predict, max_batch_size=4, max_wait_seconds=0.01, max_queue=3)
+        results = await asyncio.gather(
+            *(batcher.submit(np.full((1, 1), i)) for i in range(6)), return_exceptions=True
+        )
+        after = await batcher.submit(np.zeros((1, 1)))
+        await batcher.close()
+        return results, after
+
+    results, after = asyncio.run(scenario())
+    refused = [r for r in results if isinstance(r, QueueFull)]
+    served = [r for r in results if isinstance(r, np.ndarray)]
+    assert len(refused) == 3 and "3 requests are waiting" in str(refused[0])
+    assert sorted(float(r[0, 0]) for r in served) == [1.0, 2.0, 3.0]
+    assert after.tolist() == [[1.0]]
+
+
+# -- the binary tensor data extension and the protocol's value checks ---------------------------
+
+
+def test_binary_codec_round_trips_every_datatype():
+    from aicloud.inference.binary import RAW_TYPES, decode_tensor, encode_tensor
+
+    for datatype, code in RAW_TYPES.items():
+        array = (np.arange(6) % 2).astype(code).reshape(2, 3)
+        raw = encode_tensor(array)
+        assert len(raw) == 6 * np.dtype(code).itemsize
+        back = decode_tensor(memoryview(raw), datatype, [2, 3], "inputs[0]")
+        assert back.dtype == np.dtype(code).newbyteorder("=") and np.array_equal(back, array)
+    big_endian = np.array([1.5, -2.0], dtype=">f4")
+    assert encode_tensor(big_endian) == np.array([1.5, -2.0], dtype="<f4").tobytes()
+
+
+def test_bytes_elements_are_length_prefixed():
+    from aicloud.inference.binary import BinaryDataError, decode_tensor, encode_tensor
+
+    array = np.array([b"ab", "", "\u00e9"], dtype=object)
+    raw = encode_tensor(array)
+    assert raw == b"\x02\x00\x00\x00ab" + b"\x00\x00\x00\x00" + b"\x02\x00\x00\x00\xc3\xa9"
+    back = decode_tensor(memoryview(raw), "BYTES", [3], "inputs[0]")
+    assert back.tolist() == [b"ab", b"", "\u00e9".encode()]
+    with pytest.raises(BinaryDataError, match="runs past the data"):
+        decode_tensor(memoryview(b"\x09\x00\x00\x00ab"), "BYTES", [1], "inputs[0]")
+    with pytest.raises(BinaryDataError, match="1 bytes after 1 BYTES elements"):
+        decode_tensor(memoryview(raw[:6] + b"x"), "BYTES", [1], "inputs[0]")
+
+
+def binary_request(array: np.ndarray, datatype: str, extra: bytes = b"", size=None):
+    import json as json_module
+
+    raw = array.tobytes()
+    size = len(raw) if size is None else size
+    tensor = {"name": "input", "shape": list(array.shape), "datatype": datatype}
+    header = json_module.dumps(
+        {"inputs": [{**tensor, "parameters": {"binary_data_size": size}}]}
+    ).encode()
+    return header + raw + extra, str(len(header))
+
+
+def test_binary_requests_and_their_errors():
+    from aicloud.inference.options import Datatype
+    from aicloud.inference.protocol import ProtocolError, TensorSpec, parse_infer_request
+
+    spec = TensorSpec("input", Datatype.FP32, [4])
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    body, length = binary_request(x, "FP32")
+    request = parse_infer_request(body, spec, length)
+    assert np.array_equal(request.array, x) and not request.binary_output
+    nan = x.copy()
+    nan[0, 0] = np.nan  # binary data may carry non-finite values
+    body, length = binary_request(nan, "FP32")
+    assert np.isnan(parse_infer_request(body, spec, length).array[0, 0])
+    cases = [
+        (binary_request(x, "FP32", size=16), "binary_data_size: 16 bytes for shape [2, 4]"),
+        (binary_request(x, "FP32", size=64), "64 bytes, but only 32 follow the JSON"),
+        (binary_request(x, "FP32", extra=b"xx"), "2 bytes after the JSON belong to no input"),
+        ((binary_request(x, "FP32")[0], "nine"), "'nine' is not an integer"),
+        ((binary_request(x, "FP32")[0], "99999"), "99999 is not within the body"),
+    ]
+    for (body, length), message in cases:
+        with pytest.raises(ProtocolError) as e:
+            parse_infer_request(body, spec, length)
+        assert message in str(e.value)
+
+
+JSON_VALUE_ERRORS = [
+    ("FP32", [1e39, 0, 0, 0], "1e+39 overflows FP32 (largest 3.40282e+38)"),
+    ("FP16", [70000.0, 0, 0, 0], "70000 overflows FP16"),
+    ("INT8", [300, 0, 0, 0], "300 overflows INT8 (-128 to 127)"),
+    ("UINT8", [-1, 0, 0, 0], "-1 overflows UINT8 (0 to 255)"),
+    ("INT64", [2**70, 0, 0, 0], "overflows every integer type"),
+    ("FP32", [float("nan"), 0, 0, 0], "non-finite values (NaN, Infinity) are not JSON"),
+    ("FP64", [float("inf"), 0, 0, 0], "non-finite values"),
+    ("INT32", [1.5, 0, 0, 0], "values of kind float64 do not fit INT32"),
+]
+
+
+@pytest.mark.parametrize(("datatype", "data", "message"), JSON_VALUE_ERRORS)
+def test_json_values_that_do_not_fit_are_refused(datatype, data, message):
+    import json as json_module
+
+    from aicloud.inference.options import Datatype
+    from aicloud.inference.protocol import ProtocolError, TensorSpec, parse_infer_request
+
+    spec = TensorSpec("input", Datatype(datatype), [4])
+    tensor = {"name": "input", "shape": [1, 4], "datatype": datatype, "data": data}
+    body = json_module.dumps({"inputs": [tensor]}).encode()  # NaN and Infinity as JSON5 does
+    with pytest.raises(ProtocolError) as e:
+        parse_infer_request(body, spec)
+    assert str(e.value).startswith("inputs[0].data: ") and message in str(e.value)
+
+
+def test_outputs_binary_on_request_and_never_non_finite_json():
+    import json as json_module
+
+    from aicloud.inference.protocol import InferRequest, ProtocolError, infer_response
+
+    out = np.array([[1.0, np.inf]], dtype=np.float32)
+    with pytest.raises(ProtocolError, match="NaN or Infinity, which JSON cannot carry"):
+        infer_response("m", "1", out, InferRequest(out))
+    body, length = infer_response("m", "1", out, InferRequest(out, "r1", binary_output=True))
+    header = json_module.loads(body[:length])
+    assert header["id"] == "r1" and header["outputs"][0]["parameters"]["binary_data_size"] == 8
+    assert np.array_equal(np.frombuffer(body[length:], "<f4"), out.reshape(-1))
+    body, length = infer_response("m", "1", out[:, :1], InferRequest(out))
+    assert length is None and json_module.loads(body)["outputs"][0]["data"] == [1.0]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +42,30 @@ OPTION_NAMES = (
     "max_batch_size",
     "max_wait_ms",
     "port",
+    "grpc_port",
+    "max_queue",
+    "workers",
+    "threads",
+    "model_thread",
 )
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A running model server: the serve job, the model's name and the server's URL."""
+    """A running model server: the serve job, the model's name and the server's URL.
+
+    ``token`` is the caller's (their aicloud client's), which the model server of their own
+    serve job accepts; it is left out of the ``repr``.
+    """
 
     job_id: str
     model: str
     url: str
+    token: str = field(default="", repr=False)
 
     def client(self) -> V2Client:
-        """A v2 client of this server."""
-        return V2Client(self.url)
+        """A v2 client of this server, with the caller's token."""
+        return V2Client(self.url, token=self.token)
 
     def predict(self, data: Any) -> np.ndarray:
         """The model's output for ``data`` (see :func:`predict`).
@@ -147,7 +158,7 @@ def endpoint(target: str, client: AICloudClient | None = None, timeout: float = 
             if e.status != 404:
                 raise
         else:
-            result = Endpoint(job_id, found["model"], found["url"])
+            result = Endpoint(job_id, found["model"], found["url"], api.connection.token)
             with result.client() as v2:
                 if v2.ready():
                     return result
@@ -174,8 +185,9 @@ def predict(target: Endpoint | str, data: Any, client: AICloudClient | None = No
     """The predictions of a served model for ``data``.
 
     ``target``: an :class:`Endpoint`, a serve job's id or name, or a model URL
-    (``http://host:port/v2/models/NAME``). ``data``: an array, nested lists (float64 is sent
-    as FP32), or the path of a .npy, .parquet, .csv or .jsonl file.
+    (``http://host:port/v2/models/NAME``, called with ``client``'s token, or
+    ``$AICLOUD_TOKEN`` without a client). ``data``: an array, nested lists (float64 is sent as
+    FP32), or the path of a .npy, .parquet, .csv or .jsonl file.
     """
     if isinstance(target, Endpoint):
         return target.predict(data)
@@ -183,7 +195,8 @@ def predict(target: Endpoint | str, data: Any, client: AICloudClient | None = No
         base, sep, model = target.rstrip("/").partition("/v2/models/")
         if not sep or not model:
             raise ValueError("target: a URL must end in /v2/models/NAME")
-        return Endpoint("", model.split("/")[0], base).predict(data)
+        token = client.connection.token if client else os.environ.get("AICLOUD_TOKEN", "")
+        return Endpoint("", model.split("/")[0], base, token).predict(data)
     return endpoint(target, client=client).predict(data)
 
 

@@ -111,6 +111,33 @@ class InferenceOptions(BaseModel):
     max_batch_size: int = Field(32, ge=1, le=4096, description="serve: 1 turns batching off.")
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="serve: longest batch wait.")
     port: int | None = Field(None, ge=1024, le=65535, description="serve: default a free port.")
+    grpc_port: int | None = Field(
+        None, ge=0, le=65535, description="serve: the v2 gRPC port (0: a free one; None: off)."
+    )
+    max_queue: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description="serve: requests waiting for the model before new ones get 503.",
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="serve: server processes sharing the port (SO_REUSEPORT)."
+    )
+    threads: int = Field(
+        1, ge=1, le=256, description="serve: the model's intra-op threads in each worker."
+    )
+    model_thread: bool = Field(
+        False,
+        description="serve: run the model in a thread of its own (long model calls) instead "
+        "of on the event loop (the fastest for small models).",
+    )
+
+    @field_validator("grpc_port")
+    @classmethod
+    def _check_grpc_port(cls, value: int | None) -> int | None:
+        if value is not None and 0 < value < 1024:
+            raise ValueError("0 (a free port) or 1024 to 65535")
+        return value
 
     @field_validator("input_shape")
     @classmethod
@@ -139,7 +166,16 @@ class InferenceOptions(BaseModel):
         return self.format or guess_format(self.model) or ModelFormat.torchscript
 
 
-SERVE_ONLY = ("max_batch_size", "max_wait_ms", "port")
+SERVE_ONLY = (
+    "max_batch_size",
+    "max_wait_ms",
+    "port",
+    "grpc_port",
+    "max_queue",
+    "workers",
+    "threads",
+    "model_thread",
+)
 INFER_ONLY = ("data", "output_dir", "shard_rows")
 
 

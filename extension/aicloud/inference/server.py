@@ -1,20 +1,14 @@
-"""The Open Inference Protocol (v2) REST model server: ``python -m aicloud.inference.server``.
+"""The Open Inference Protocol (v2) model server: ``python -m aicloud.inference.server``.
 
-Routes (``NAME`` is the model's name, ``VERSION`` its only version, ``1``):
-
-- ``GET /v2/health/live``, ``GET /v2/health/ready``: 200 once live / once the model is loaded;
-- ``GET /v2``: server metadata;
-- ``GET /v2/models/NAME[/versions/VERSION]``: model metadata (inputs and outputs);
-- ``GET /v2/models/NAME[/versions/VERSION]/ready``;
-- ``POST /v2/models/NAME[/versions/VERSION]/infer``;
-- ``GET /v2/models/NAME/stats``: request, row and model-call counts (aicloud's own extension).
-
-Errors are ``{"error": message}`` with a 4xx status; the server keeps serving. It binds
-127.0.0.1 unless ``--host`` (or the config's ``host``) says otherwise, on a free port unless one
-is given, loads the model in a thread while it already answers ``live``, and then writes the
-endpoint file that clients find it by. The URL it advertises there is the config's
-``advertise_url``, else ``http://<host>:<port>``; a server on every address (``0.0.0.0``)
-advertises this machine's address (a pod's IP), since ``0.0.0.0`` reaches nobody.
+The routes are in :mod:`aicloud.inference.routes`. The server binds 127.0.0.1 unless
+``--host`` (or the config's ``host``) says otherwise, on a free port unless one is given,
+loads the model in a thread while it already answers ``live``, starts the gRPC server when
+``grpc_port`` is set, and then writes the endpoint file that clients find it by. The URL it
+advertises there is the config's ``advertise_url``, else ``http://<host>:<port>``; a server
+on every address (``0.0.0.0``) advertises this machine's address (a pod's IP), since
+``0.0.0.0`` reaches nobody. With ``workers`` above 1 it spawns that many processes in all on
+the same port (:mod:`aicloud.inference.workers`). A config with ``token_file`` turns on
+token authentication (:mod:`aicloud.inference.auth`).
 """
 
 from __future__ import annotations
@@ -23,204 +17,52 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tornado import httpserver, netutil, web
-
-from aicloud import __version__
-from aicloud.inference.batching import DynamicBatcher
 from aicloud.inference.options import InferenceOptions
-from aicloud.inference.protocol import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    ProtocolError,
-    TensorSpec,
-    infer_response,
-    parse_infer_request,
-)
+from aicloud.inference.workers import MULTIPROC_ENV
 
-VERSION = "1"
 MAX_BODY = 256 * 2**20
 DEFAULT_HOST = "127.0.0.1"
 ANY_ADDRESS = ("0.0.0.0", "::", "")
+WORKER_READY_TIMEOUT = 600.0
 
 
-class ModelState:
-    """The model behind the routes: its name, tensors, batcher, and whether it is loaded."""
+@dataclass
+class ServerConfig:
+    """What one server process serves, where, and for whom."""
 
-    def __init__(self, name: str, options: InferenceOptions, cwd: Path):
-        self.name, self.options, self.cwd = name, options, cwd
-        self.ready = False
-        self.platform = ""
-        self.spec = TensorSpec(INPUT_NAME, options.datatype, options.input_shape)
-        self.output: dict[str, Any] = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1]}
-        self.batcher: DynamicBatcher | None = None
-
-    def load(self) -> None:
-        """Load the model and learn its output from one row of zeros when its shape is known."""
-        import numpy as np
-
-        from aicloud.inference.loading import NUMPY_TYPES, datatype_of, load_model
-
-        loaded = load_model(self.options, self.cwd)
-        self.platform = loaded.platform
-        self.spec = TensorSpec(INPUT_NAME, self.options.datatype, loaded.row_shape)
-        if loaded.row_shape is not None:
-            row = [1 if d == -1 else d for d in loaded.row_shape]
-            probe = loaded.predict(np.zeros([1, *row], dtype=NUMPY_TYPES[self.options.datatype]))
-            self.output = {
-                "name": OUTPUT_NAME,
-                "datatype": datatype_of(probe).value,
-                "shape": [-1, *probe.shape[1:]],
-            }
-        self.batcher = DynamicBatcher(
-            loaded.predict, self.options.max_batch_size, self.options.max_wait_ms / 1000
-        )
-        self.ready = True
-
-    def metadata(self) -> dict[str, Any]:
-        """The model metadata document."""
-        row = self.spec.row_shape if self.spec.row_shape is not None else [-1]
-        return {
-            "name": self.name,
-            "versions": [VERSION],
-            "platform": self.platform,
-            "inputs": [
-                {"name": INPUT_NAME, "datatype": self.spec.datatype.value, "shape": [-1, *row]}
-            ],
-            "outputs": [self.output],
-            "parameters": {
-                "max_batch_size": self.options.max_batch_size,
-                "max_wait_ms": self.options.max_wait_ms,
-            },
-        }
+    options: InferenceOptions
+    name: str
+    cwd: Path
+    endpoint_file: Path | None
+    host: str = DEFAULT_HOST
+    advertise_url: str | None = None
+    token_file: Path | None = None  # None: no authentication
+    worker_index: int = 0
+    bound_port: int | None = None
 
 
-class V2Handler(web.RequestHandler):
-    """Base of the routes: JSON in and out, errors as ``{"error": ...}``."""
-
-    def initialize(self, state: ModelState) -> None:
-        self.state = state
-
-    def write_json(self, document: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(document))
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        message = self._reason
-        exc = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": message}))
-
-    def model(self, name: str, version: str | None) -> ModelState:
-        if name != self.state.name:
-            raise web.HTTPError(
-                404, "model %r not found; this server serves %r", name, self.state.name
-            )
-        if version is not None and version != VERSION:
-            raise web.HTTPError(
-                404, "model %r has no version %r; it has %r", name, version, VERSION
-            )
-        return self.state
-
-    def log_exception(self, typ, value, tb) -> None:
-        if not isinstance(value, web.HTTPError):  # 4xx are the client's; no traceback
-            super().log_exception(typ, value, tb)
-
-
-class LiveHandler(V2Handler):
-    def get(self):
-        self.write_json({"live": True})
-
-
-class ReadyHandler(V2Handler):
-    def get(self):
-        self.write_json({"ready": self.state.ready}, 200 if self.state.ready else 503)
-
-
-class ServerMetadataHandler(V2Handler):
-    def get(self):
-        self.write_json({"name": "aicloud", "version": __version__, "extensions": ["stats"]})
-
-
-class ModelMetadataHandler(V2Handler):
-    def get(self, name: str, version: str | None = None):
-        self.write_json(self.model(name, version).metadata())
-
-
-class ModelReadyHandler(V2Handler):
-    def get(self, name: str, version: str | None = None):
-        state = self.model(name, version)
-        self.write_json({"name": name, "ready": state.ready}, 200 if state.ready else 503)
-
-
-class ModelStatsHandler(V2Handler):
-    def get(self, name: str):
-        state = self.model(name, None)
-        stats = state.batcher.stats.model() if state.batcher else {}
-        self.write_json({"name": name, "stats": stats})
-
-
-class InferHandler(V2Handler):
-    async def post(self, name: str, version: str | None = None):
-        state = self.model(name, version)
-        if not state.ready or state.batcher is None:
-            raise web.HTTPError(503, "model %r is still loading", name)
-        try:
-            array, request = parse_infer_request(self.request.body, state.spec)
-        except ProtocolError as e:
-            raise web.HTTPError(400, "%s", e) from None
-        try:
-            output = await state.batcher.submit(array)
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [""])[0][:500]
-            raise web.HTTPError(
-                400, "the model cannot run on this input: %s: %s", type(e).__name__, first
-            ) from None
-        self.write_json(infer_response(name, VERSION, output, request))
-
-
-class NotFoundHandler(V2Handler):
-    def prepare(self):
-        raise web.HTTPError(404, "no route %s", self.request.path)
-
-
-def make_app(state: ModelState) -> web.Application:
-    """The tornado application of the v2 routes."""
-    model = r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
-    args = {"state": state}
-    return web.Application(
-        [
-            (r"/v2/health/live", LiveHandler, args),
-            (r"/v2/health/ready", ReadyHandler, args),
-            (r"/v2/?", ServerMetadataHandler, args),
-            (r"/v2/models/(?P<name>[^/]+)/stats", ModelStatsHandler, args),
-            (rf"{model}/ready", ModelReadyHandler, args),
-            (rf"{model}/infer", InferHandler, args),
-            (rf"{model}/?", ModelMetadataHandler, args),
-        ],
-        default_handler_class=NotFoundHandler,
-        default_handler_args=args,
-    )
-
-
-def write_endpoint(path: Path, url: str, name: str) -> None:
+def write_endpoint(path: Path, url: str, name: str, grpc_port: int | None = None) -> None:
     """Write the endpoint file atomically: how clients find this server."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {
+    document: dict[str, Any] = {
         "url": url,
         "model": name,
         "protocol": "v2",
         "infer_url": f"{url}/v2/models/{name}/infer",
         "pid": os.getpid(),
     }
+    if grpc_port is not None:
+        host = url.split("://", 1)[-1].rsplit(":", 1)[0]
+        document.update(grpc_port=grpc_port, grpc_url=f"{host}:{grpc_port}")
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(document, indent=2))
     os.replace(temporary, path)
@@ -239,32 +81,87 @@ def advertised_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-async def serve(
-    state: ModelState,
-    port: int,
-    endpoint_file: Path | None,
-    host: str = DEFAULT_HOST,
-    advertise_url: str | None = None,
-) -> None:
-    """Listen, load the model, announce the endpoint, and serve until SIGTERM or SIGINT."""
-    sockets = netutil.bind_sockets(port, address=host or None)
-    server = httpserver.HTTPServer(make_app(state), max_body_size=MAX_BODY, xheaders=False)
-    server.add_sockets(sockets)
-    bound = sockets[0].getsockname()[1]
-    url = (advertise_url or advertised_url(host, bound)).rstrip("/")
-    where = url if url == f"http://{host}:{bound}" else f"{url} (bound to {host}:{bound})"
-    print(f"listening on {where}; loading {state.options.model}", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, state.load)
-    print(f"serving model {state.name!r} at {url}/v2/models/{state.name}", flush=True)
-    if endpoint_file is not None:
-        write_endpoint(endpoint_file, url, state.name)
+async def start_grpc(state, host: str, port: int):
+    """The gRPC server of ``state`` (``aicloud.inference.grpc_server``) on ``port``."""
+    from aicloud.inference.grpc_server import start_grpc_server
+
+    return await start_grpc_server(state, host, port)
+
+
+def _stop_event() -> asyncio.Event:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await stop.wait()
-    server.stop()
-    if state.batcher is not None:
-        await state.batcher.close()
+    return stop
+
+
+async def serve(config: ServerConfig, argv: list[str]) -> None:
+    """Listen, load the model, announce the endpoint, and serve until SIGTERM or SIGINT."""
+    from tornado import httpserver, netutil
+
+    from aicloud.inference import workers as worker_processes
+    from aicloud.inference.auth import ServingAuth
+    from aicloud.inference.metrics import ServingMetrics
+    from aicloud.inference.routes import make_app
+    from aicloud.inference.state import ModelState
+
+    options, primary = config.options, config.worker_index == 0
+    port = config.bound_port if config.bound_port is not None else options.port or 0
+    metrics = ServingMetrics(config.name)
+    state = ModelState(config.name, options, config.cwd, observer=metrics)
+    auth = None
+    if config.token_file is not None:
+        given = None if primary else config.token_file.read_text()
+        auth = ServingAuth.for_job(config.token_file, given)
+    loop = asyncio.get_running_loop()
+    stop = _stop_event()
+    if not primary:  # load first: the kernel sends connections to a listening socket at once
+        await loop.run_in_executor(None, state.load)
+    sockets = netutil.bind_sockets(
+        port, address=config.host or None, reuse_port=options.workers > 1
+    )
+    server = httpserver.HTTPServer(
+        make_app(state, auth, metrics), max_body_size=MAX_BODY, decompress_request=True
+    )
+    server.add_sockets(sockets)
+    if not primary:
+        shared = Path(os.environ[MULTIPROC_ENV])
+        worker_processes.ready_marker(shared, config.worker_index).touch()
+        watcher = asyncio.create_task(worker_processes.watch_parent(stop))
+        await stop.wait()
+        watcher.cancel()
+        server.stop()
+        return
+    bound = sockets[0].getsockname()[1]
+    url = (config.advertise_url or advertised_url(config.host, bound)).rstrip("/")
+    where = (
+        url if url == f"http://{config.host}:{bound}" else f"{url} (bound to {config.host}:{bound})"
+    )
+    print(f"listening on {where}; loading {options.model}", flush=True)
+    shared = Path(os.environ[MULTIPROC_ENV]) if options.workers > 1 else None
+    children = worker_processes.spawn(argv, options.workers, bound, shared) if shared else []
+    grpc = None
+    try:
+        await loop.run_in_executor(None, state.load)
+        if options.grpc_port is not None:
+            grpc = await start_grpc(state, config.host, options.grpc_port)
+            print(f"gRPC on {config.host}:{grpc.port}", flush=True)
+        if shared is not None:
+            await worker_processes.wait_ready(children, shared, WORKER_READY_TIMEOUT)
+        processes = f" in {options.workers} processes" if children else ""
+        print(
+            f"serving model {state.name!r} at {url}/v2/models/{state.name}{processes}", flush=True
+        )
+        if config.endpoint_file is not None:
+            write_endpoint(config.endpoint_file, url, state.name, grpc.port if grpc else None)
+        await stop.wait()
+    finally:
+        worker_processes.stop(children)
+        if grpc is not None:
+            await grpc.stop()
+        server.stop()
+        if state.batcher is not None:
+            await state.batcher.close()
     print("stopped", flush=True)
 
 
@@ -280,6 +177,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--datatype", default="FP32")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-queue", type=int, help="requests waiting before 503s")
+    parser.add_argument("--workers", type=int, help="server processes on the port")
+    parser.add_argument("--threads", type=int, help="the model's intra-op threads per process")
+    parser.add_argument("--model-thread", action="store_true", help="run the model in a thread")
+    parser.add_argument("--grpc-port", type=int, help="also serve v2 gRPC here (0: a free port)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
         "--host",
@@ -287,46 +189,95 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="without --config: the address to bind (0.0.0.0 in a pod, for its probes)",
     )
     parser.add_argument("--endpoint-file", type=Path)
+    parser.add_argument("--token-file", type=Path, help="require a token, written here (0600)")
+    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--bound-port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the model server."""
-    args = parse_args(argv)
+CLI_OPTIONS = {
+    "max_queue": "max_queue",
+    "workers": "workers",
+    "threads": "threads",
+    "grpc_port": "grpc_port",
+}
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig | None:
+    """The config of ``--config``, or of ``--model`` and its flags; None without either."""
     if args.config is not None:
         config = json.loads(args.config.read_text())
-        options = InferenceOptions.model_validate(config["options"])
-        name, cwd = config["name"], Path(config["cwd"])
-        endpoint_file = Path(config["endpoint_file"])
-        host = config.get("host") or DEFAULT_HOST
-        advertise_url = config.get("advertise_url")
+        token_file = config.get("token_file")
+        result = ServerConfig(
+            InferenceOptions.model_validate(config["options"]),
+            config["name"],
+            Path(config["cwd"]),
+            Path(config["endpoint_file"]),
+            config.get("host") or DEFAULT_HOST,
+            config.get("advertise_url"),
+            Path(token_file) if token_file else None,
+        )
     elif args.model:
         fields: dict[str, Any] = {
             "model": args.model,
             "datatype": args.datatype,
             "max_batch_size": args.max_batch_size,
             "max_wait_ms": args.max_wait_ms,
+            "model_thread": args.model_thread,
         }
+        fields.update(
+            {
+                key: getattr(args, flag)
+                for key, flag in CLI_OPTIONS.items()
+                if getattr(args, flag) is not None
+            }
+        )
         if args.format:
             fields["format"] = args.format
         if args.input_shape:
             fields["input_shape"] = [int(d) for d in args.input_shape.split(",")]
-        options, name, cwd = InferenceOptions.model_validate(fields), args.name, Path.cwd()
-        endpoint_file, host, advertise_url = args.endpoint_file, args.host, None
+        if args.port:
+            fields["port"] = args.port
+        result = ServerConfig(
+            InferenceOptions.model_validate(fields),
+            args.name,
+            Path.cwd(),
+            args.endpoint_file,
+            args.host,
+            token_file=args.token_file,
+        )
     else:
+        return None
+    result.worker_index, result.bound_port = args.worker_index, args.bound_port
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the model server."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    config = server_config(args)
+    if config is None:
         print("aicloud: give --config, or --model", file=sys.stderr)
         return 2
-    port = options.port if options.port is not None else args.port
     from aicloud.inference.loading import ModelLoadError
     from aicloud.inference.runner import fail
 
+    shared = None
+    if config.options.workers > 1 and config.worker_index == 0:
+        # Before prometheus_client is imported: the workers' metrics go to files here.
+        shared = tempfile.mkdtemp(prefix="aicloud-serve-")
+        os.environ[MULTIPROC_ENV] = shared
     try:
-        state = ModelState(name, options, cwd)
-        asyncio.run(serve(state, port, endpoint_file, host, advertise_url))
+        asyncio.run(serve(config, argv))
     except ModelLoadError as e:
         return fail(str(e))
     except OSError as e:
-        return fail(f"inference.port: cannot listen on {host}:{port}: {e.strerror or e}")
+        where = f"{config.host}:{config.options.port or 0}"
+        return fail(f"inference.port: cannot listen on {where}: {e.strerror or e}")
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 

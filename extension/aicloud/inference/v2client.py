@@ -1,4 +1,8 @@
-"""A small Open Inference Protocol (v2, REST) client: health, metadata and typed infer calls."""
+"""A small Open Inference Protocol (v2, REST) client: health, metadata and typed infer calls.
+
+``token`` goes as ``Authorization: token <token>``: a serve job's model server wants its
+owner's token (the one the aicloud client holds) or its serving token.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,17 @@ class V2Error(ErrorAnswer):
 class V2Client(HTTPClient):
     """Calls one v2 model server at ``url`` (``http://host:port``)."""
 
-    def __init__(self, url: str, timeout: float = 60.0, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 60.0,
+        headers: dict[str, str] | None = None,
+        token: str = "",
+    ):
         self.url = url.rstrip("/")
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"token {token}"
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def _get(self, path: str, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
@@ -44,6 +57,14 @@ class V2Client(HTTPClient):
     def model_metadata(self, model: str) -> dict[str, Any]:
         """A model's name, versions, platform, inputs and outputs."""
         return self._get(f"/v2/models/{model}")
+
+    def model_config(self, model: str) -> dict[str, Any]:
+        """A model's configuration (Triton's document)."""
+        return self._get(f"/v2/models/{model}/config")
+
+    def model_statistics(self, model: str) -> dict[str, Any]:
+        """A model's entry of the statistics extension."""
+        return self._get(f"/v2/models/{model}/stats")["model_stats"][0]
 
     def model_ready(self, model: str) -> bool:
         """Whether the model is ready."""
