@@ -96,3 +96,9 @@ def test_no_chart_until_there_is_something_to_draw():
     monitor = JobMonitor("job-2")
     monitor.update({"status": "running", "started_at": None}, {"points": []})
     assert monitor.chart.layout.display == "none" and monitor.chart.outputs == ()
+
+
+def test_the_monitor_links_to_the_job_page_by_a_query_of_the_page_it_is_in():
+    monitor = JobMonitor("job-3")
+    assert 'href="?aicloud-job=job-3"' in monitor.title.value
+    assert 'target="_blank"' in monitor.title.value

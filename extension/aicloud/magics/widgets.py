@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import threading
 import time
+from urllib.parse import urlencode
 
 import ipywidgets as w
 
@@ -30,13 +31,26 @@ CHART_SECONDS = 1.0  # redraw the curve at most this often (each redraw is a ful
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
+def page_link(job_id: str) -> str:
+    """A link to the job's page in JupyterLab's main area.
+
+    The URL is only a query (``?aicloud-job=<id>``): it resolves against the page the notebook
+    is open in, whatever the hub's base URL, and the sidebar extension's router opens the page.
+    """
+    query = html.escape(urlencode({"aicloud-job": job_id}))
+    return (
+        f'<a class="aicloud-job-page-link" href="?{query}" target="_blank" '
+        'rel="noopener" title="charts, resource use, outputs and the whole log">open job page</a>'
+    )
+
+
 class JobMonitor(w.VBox):
     """One job, live. ``log_here`` puts the log inside the widget (for background following)."""
 
     def __init__(self, job_id: str, cancel=None, log_here: bool = False, **kwargs):
         self.job_id = job_id
         self._cancel = cancel
-        self.title = w.HTML(f"<b>aicloud</b> {html.escape(job_id)}")
+        self.title = w.HTML(f"<b>aicloud</b> {html.escape(job_id)} {page_link(job_id)}")
         self.status = w.HTML("", layout=w.Layout(min_width="9em"))
         self.progress = w.FloatProgress(
             value=0.0, min=0.0, max=1.0, description="", layout=w.Layout(width="40%")
