@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,6 +75,21 @@ VARIANTS = {
 DEFAULT_VARIANTS = "floor,aicloud off,aicloud on,kserve,mlserver,mlserver batching"
 LOADS = {"16 x 1 row": (16, 1), "64 x 1 row": (64, 1), "64 x 8 rows": (64, 8)}
 BASE, BATCHED, PEERS = "aicloud off", "aicloud on", ("kserve", "mlserver", "mlserver batching")
+
+
+def commit() -> str:
+    """The measured tree: its commit, and whether files differ from it (others edit it)."""
+    here = Path(__file__).parent
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True
+    ).stdout.strip()
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", "../extension/aicloud/inference"],
+        cwd=here,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{head}{' + uncommitted changes in extension/aicloud/inference' if changed else ''}"
 
 
 def write_bodies(folder: Path) -> dict[int, tuple[Path, np.ndarray]]:
@@ -164,6 +180,7 @@ def print_report(results: dict) -> None:
     """The table (variant x load), the goals, the machine and its load."""
     print()
     print(describe_machine(results["machine"]))
+    print(f"commit {results['commit']}")
     print(f"load average before {results['load_before']}, after {results['load_after']}")
     s = results["settings"]
     print(f"{s['rounds']} rounds, {s['seconds']} s per cell after {s['warmup']} s, medians\n")
@@ -195,13 +212,86 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=6, help="measured seconds per cell")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per cell")
     parser.add_argument("--threads", type=int, default=2, help="wrk's threads")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes of aicloud, KServe and MLServer"
+    )
+    parser.add_argument(
+        "--aicloud-option",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="an extra inference option of aicloud's server, e.g. max_wait_ms=1 (repeatable)",
+    )
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help="comma-separated")
     args = parser.parse_args()
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    extra = {}
+    for item in args.aicloud_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--aicloud-option: {item!r} is not KEY=JSON")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[key] = value  # a plain string
+    args.aicloud_option = extra
     return args
+
+
+def prepare_model(home: Path) -> tuple[Path, dict[int, tuple[Path, np.ndarray]]]:
+    """The model folder (``mlp.py`` and ``mlp.pt``), the bodies, and the MLP's answers."""
+    model_dir = home / "root"  # the aicloud server's root: serve jobs run here
+    model_dir.mkdir()
+    (model_dir / "mlp.py").write_bytes((SERVERS / "mlp.py").read_bytes())
+    mlp.save(model_dir)
+    model = mlp.load(model_dir)
+    answers = {}
+    for rows, (path, batch) in write_bodies(home).items():
+        with torch.inference_mode():
+            answers[rows] = (path, model(torch.from_numpy(batch)).numpy())
+    return model_dir, answers
+
+
+def start_all(
+    names: list[str], setup: Setup, answers: dict, stack: contextlib.ExitStack
+) -> dict[str, Target]:
+    """Start every variant (kept running for all rounds); each must answer the MLP's output."""
+    targets = {}
+    for name in names:
+        print(f"starting {name}", flush=True)
+        targets[name] = stack.enter_context(VARIANTS[name](setup))
+        if name != "floor":
+            for path, expected in answers.values():
+                check_answer(name, targets[name], path, expected)
+    return targets
+
+
+def run_rounds(
+    args: argparse.Namespace, wrk: str, targets: dict[str, Target], answers: dict
+) -> dict[str, dict[str, list[Cell]]]:
+    """Every variant under every load once a round, the order rotated between rounds."""
+    cells: dict[str, dict[str, list[Cell]]] = {v: {ld: [] for ld in LOADS} for v in targets}
+    names = list(targets)
+    for round_ in range(args.rounds):
+        shift = round_ % len(names)
+        order = names[shift:] + names[:shift]
+        for load, (connections, rows) in LOADS.items():
+            for name in order:
+                target = targets[name]
+                spec = Load(
+                    answers[rows][0], connections, args.seconds, args.threads, target.authorization
+                )
+                cell = measure(wrk, target.infer_url, spec, target.pid, args.warmup)
+                cells[name][load].append(cell)
+                print(
+                    f"round {round_ + 1} {load:<12} {name:<20} {cell.rps:>8.0f} req/s "
+                    f"p99 {cell.p99_ms:>7.2f} ms  errors {cell.errors}",
+                    flush=True,
+                )
+    return cells
 
 
 def main() -> int:
@@ -210,21 +300,14 @@ def main() -> int:
     wrk = ensure_wrk()
     began = time.monotonic()
     results: dict = {"date": now_iso(), "machine": machine(), "load_before": load_average()}
+    results["commit"] = commit()
     results["settings"] = {**vars(args), "torch_threads": 1, "wrk": wrk}
-    cells: dict[str, dict[str, list[Cell]]] = {
-        v: {load: [] for load in LOADS} for v in args.variants
-    }
     with (
         tempfile.TemporaryDirectory(prefix="aicloud-bench-serving-") as tmp,
         contextlib.ExitStack() as stack,
     ):
         home = Path(tmp)
-        model_dir = home / "root"  # the aicloud server's root: serve jobs run here
-        model_dir.mkdir()
-        (model_dir / "mlp.py").write_bytes((SERVERS / "mlp.py").read_bytes())
-        mlp.save(model_dir)
-        model = mlp.load(model_dir)
-        bodies = write_bodies(home)
+        model_dir, answers = prepare_model(home)
         servers: list[Server] = []
 
         def aicloud() -> Server:
@@ -232,38 +315,9 @@ def main() -> int:
                 servers.append(stack.enter_context(running_server(home, settle=True)))
             return servers[0]
 
-        setup = Setup(model_dir=model_dir, log_dir=home, aicloud=aicloud)
-        targets: dict[str, Target] = {}
-        for name in args.variants:
-            print(f"starting {name}", flush=True)
-            targets[name] = stack.enter_context(VARIANTS[name](setup))
-            if name != "floor":
-                for path, batch in bodies.values():
-                    with torch.inference_mode():
-                        expected = model(torch.from_numpy(batch)).numpy()
-                    check_answer(name, targets[name], path, expected)
-        for round_ in range(args.rounds):
-            order = (
-                args.variants[round_ % len(args.variants) :]
-                + args.variants[: round_ % len(args.variants)]
-            )
-            for load, (connections, rows) in LOADS.items():
-                for name in order:
-                    target = targets[name]
-                    spec = Load(
-                        bodies[rows][0],
-                        connections,
-                        args.seconds,
-                        args.threads,
-                        target.authorization,
-                    )
-                    cell = measure(wrk, target.infer_url, spec, target.pid, args.warmup)
-                    cells[name][load].append(cell)
-                    print(
-                        f"round {round_ + 1} {load:<12} {name:<20} {cell.rps:>8.0f} req/s "
-                        f"p99 {cell.p99_ms:>7.2f} ms  errors {cell.errors}",
-                        flush=True,
-                    )
+        setup = Setup(model_dir, home, aicloud, args.workers, args.aicloud_option)
+        targets = start_all(args.variants, setup, answers, stack)
+        cells = run_rounds(args, wrk, targets, answers)
         results["servers"] = {name: target.settings for name, target in targets.items()}
     results["load_after"] = load_average()
     results["cells"] = {
