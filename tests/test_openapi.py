@@ -328,6 +328,7 @@ EXPECTED_JOBS = {
     "compareJobs": {200, 400, 404},
     "getStatus": {200, 403},
     "getResources": {200},
+    "getResourceUsage": {200},
     "getOpenAPI": {200},
 }
 
@@ -369,6 +370,10 @@ def test_responses_conform_to_the_document(api, live_server):
     assert "local" in [b["name"] for b in resources["backends"]]
     r = api.get("openapi.yaml")
     assert r.content == SPEC_FILE.read_bytes()
+    machine = api.get("resources/usage").json()
+    assert machine["cores"] == resources["cpu"]["cores"]
+    assert len(machine["gpus"]) == len(resources["gpus"])
+    assert [row["user"] for row in machine["users"]] == [status["user"]]
 
     # A job that ends, with its log.
     r = api.post("jobs", json={"command": ["sh", "-c", "echo hi"], "name": "hi", "tags": ["t1"]})

@@ -21,7 +21,8 @@ from aicloud.store import Job
 
 MAX_RUNS = 50
 SELECTORS = ("ids", "schedule_id", "tag")
-NOT_METRICS = frozenset({"time", "rank", "restart", "step", "total"})
+#: Progress fields, not metrics (``cell``: the notebook runner's progress through the cells).
+NOT_METRICS = frozenset({"time", "rank", "restart", "step", "total", "cell"})
 
 
 def select_runs(

@@ -6,6 +6,7 @@ import glob
 import os
 import shutil
 import subprocess
+import time
 from typing import Any
 
 import psutil
@@ -109,3 +110,41 @@ def machine_resources() -> dict[str, Any]:
         "gpus": detect_gpus(),
         "tpu": detect_tpu(),
     }
+
+
+psutil.cpu_percent(interval=None)  # the first call only starts the measuring window
+
+
+def machine_usage() -> dict[str, Any]:
+    """This machine now: CPU % (100 per core, since the last call), memory and each GPU."""
+    memory = psutil.virtual_memory()
+    cores = os.cpu_count() or 1
+    return {
+        "t": round(time.time(), 3),
+        "cpu_percent": psutil.cpu_percent(interval=None) * cores,
+        "cores": cores,
+        "memory_used_bytes": memory.total - memory.available,
+        "memory_total_bytes": memory.total,
+        "gpus": [
+            {
+                "index": gpu["index"],
+                "model": gpu["model"],
+                "utilization_percent": gpu["utilization_percent"],
+                "memory_used_bytes": gpu["memory_used_bytes"],
+                "memory_total_bytes": gpu["memory_bytes"],
+            }
+            for gpu in detect_gpus()
+        ],
+    }
+
+
+def leased_gpus(job_backend: str, attempt_handle: dict | None, spec: dict, devices: set) -> int:
+    """GPUs a running job holds: on this machine, the leased devices that exist (the local
+    backend's handle names them); on a cluster, those its spec asks for (the cluster leases
+    them)."""
+    if job_backend == "local":
+        return len([gpu for gpu in (attempt_handle or {}).get("gpus", []) if gpu in devices])
+    resources = spec.get("resources") or {}
+    if "gpu" not in str(resources.get("accelerator") or ""):
+        return 0
+    return int(resources.get("accelerator_count") or 0) * int(resources.get("nodes") or 1)
