@@ -46,6 +46,7 @@ GROUP_SECONDS = {
     "test_lab_sidebar.py": 57,
     "test_magics.py": 53,
     "test_crash.py": 45,
+    "test_triton_grpc.py": 45,
     "test_lab_wheel.py": 44,
     "test_inference_jobs.py": 43,
     "test_notebook_pool.py": 38,
