@@ -47,6 +47,7 @@ class V2Handler(web.RequestHandler):
     """Base of the routes: a token on every route but the probes; JSON errors."""
 
     public = False
+    retry_after: int | None = None
 
     def initialize(
         self, state: ModelState, auth: ServingAuth | None, metrics: ServingMetrics
@@ -70,6 +71,8 @@ class V2Handler(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
+        if self.retry_after is not None:
+            self.set_header("Retry-After", str(self.retry_after))
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="aicloud model server"')
         self.set_header("Content-Type", "application/json")
@@ -174,7 +177,7 @@ class InferHandler(V2Handler):
         except ModelNotReady as e:
             raise web.HTTPError(503, "%s", e) from None
         except QueueFull as e:
-            self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+            self.retry_after = RETRY_AFTER_SECONDS  # send_error clears headers set here
             raise web.HTTPError(503, "the model server is busy: %s", e) from None
         except ModelCallError as e:
             raise web.HTTPError(400, "%s", e) from None

@@ -6,7 +6,7 @@ run directory: the URL that ``GET /jobs/{id}/outputs/endpoint.json`` hands to cl
 it by cancelling the job.
 
 On the local backend every route but the health probes needs a token (see
-:mod:`aicloud.inference.auth`); the server writes its own serving token to ``serving-token``
+:mod:`aicloud.inference.auth`); the server writes its own serving token to ``serving.token``
 in the run directory (mode 0600, not in ``outputs/``). On Kubernetes the pod's network policy
 guards the server instead, and it runs without tokens. Each server process runs the model
 with ``inference.threads`` intra-op threads (1 by default) unless the spec's ``env`` says
@@ -29,7 +29,7 @@ ENDPOINT_FILE = "endpoint.json"
 CONFIG_FILE = "serve-config.json"
 HTTP_PORT = "http"
 READY_PATH = "/v2/health/ready"
-TOKEN_FILE = "serving-token"
+TOKEN_FILE = "serving.token"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 
