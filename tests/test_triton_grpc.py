@@ -11,8 +11,10 @@ aicloud's generated ``inference.*`` messages and tritonclient's cannot load into
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -285,6 +287,33 @@ def test_calls_need_the_token(guarded):
                 with pytest.raises(InferenceServerException) as caught:
                     call(*args, headers=headers)
                 assert caught.value.status() == status and text in caught.value.message()
+        answers: queue.Queue = queue.Queue()
+        client.start_stream(lambda result, error: answers.put(error))  # no token
+        with contextlib.suppress(InferenceServerException):  # when the refusal came first
+            client.async_stream_infer(MODEL, [triton_input(x)])
+        client.stop_stream()
+        assert answers.get(timeout=30).status() == "StatusCode.UNAUTHENTICATED"
+
+
+def test_stream_answers_each_request_or_its_error(served):
+    xs = {str(i): rows(2, seed=200 + i) for i in range(8)}
+    answers: queue.Queue = queue.Queue()
+    with served.client() as client:
+        client.start_stream(
+            lambda result, error: answers.put((result, error)), headers=served.headers
+        )
+        for request_id, x in xs.items():
+            client.async_stream_infer(MODEL, [triton_input(x)], request_id=request_id)
+        client.async_stream_infer(MODEL, [triton_input(rows(1)[:, :3].copy())], request_id="bad")
+        client.stop_stream()  # half-closes, then waits for every answer
+    results = [answers.get_nowait() for _ in range(len(xs) + 1)]
+    assert answers.empty()
+    errors = [error for result, error in results if error is not None]
+    assert len(errors) == 1 and "inputs[0].shape: the model takes [-1, 4]" in errors[0].message()
+    for result, _ in (r for r in results if r[1] is None):
+        request_id = result.get_response().id
+        np.testing.assert_allclose(result.as_numpy("output"), served.expected(xs.pop(request_id)))
+    assert not xs
 
 
 def test_concurrent_async_calls_are_batched(served):
@@ -351,10 +380,11 @@ def test_generated_modules_are_what_protoc_makes(tmp_path):
 
 def _descriptor_set(tmp_path) -> descriptor_pb2.FileDescriptorSet:
     out = tmp_path / "set.pb"
-    names = [generate.SERVICE_PROTO, *generate.MESSAGE_PROTOS]
+    folder = generate.PACKAGE.relative_to(generate.SOURCE_ROOT)
+    names = [str(folder / n) for n in (generate.SERVICE_PROTO, *generate.MESSAGE_PROTOS)]
     subprocess.run(
         [
-            sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={generate.PACKAGE}",
+            sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={generate.SOURCE_ROOT}",
             f"--descriptor_set_out={out}", *names,
         ],
         check=True,

@@ -1,7 +1,9 @@
 """The Open Inference Protocol v2 over gRPC: ``inference.GRPCInferenceService`` on a second port.
 
-It serves KServe's six methods (``v2grpc/grpc_predict_v2.proto``) and the three of Triton's
-that tritonclient calls (ModelConfig, ModelStatistics, RepositoryIndex), with ``grpc.aio`` on
+It serves KServe's six methods (``v2grpc/grpc_predict_v2.proto``) and the four of Triton's
+that tritonclient calls (ModelConfig, ModelStatistics, RepositoryIndex, and ModelStreamInfer,
+whose requests run concurrently, through the batcher, each answered with its response or its
+error as it finishes), with ``grpc.aio`` on
 the model server's event loop, around the same :class:`~aicloud.inference.server.ModelState`
 as the REST routes: one batcher, one set of statistics. Every method but ServerLive and
 ServerReady checks the ``authorization`` metadata (``token <t>`` or ``Bearer <t>``) as the REST
@@ -12,10 +14,12 @@ another model or version, ``UNAVAILABLE`` while the model loads or its queue is 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -30,6 +34,7 @@ from aicloud.inference.v2grpc import triton_extensions_pb2 as triton
 
 SERVICE = "inference.GRPCInferenceService"
 OPEN_METHODS = frozenset({f"/{SERVICE}/ServerLive", f"/{SERVICE}/ServerReady"})
+STREAMING_METHODS = frozenset({f"/{SERVICE}/ModelStreamInfer"})
 #: The largest request or response, as the REST server's body limit.
 MAX_MESSAGE = 256 * 2**20
 EXTENSIONS = ["statistics", "model_configuration", "model_repository"]
@@ -77,14 +82,16 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             code = STATUS_CODES.get(_status_of(e) or 0)
             if code is None:
                 raise
-            return _refusal(code, str(e))
+            return _refusal(code, str(e), details.method in STREAMING_METHODS)
         return await continuation(details)
 
 
-def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    async def refuse(request: bytes, context: grpc.aio.ServicerContext) -> None:
+def _refusal(code: grpc.StatusCode, message: str, streaming: bool) -> grpc.RpcMethodHandler:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(code, message)
 
+    if streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse)
     return grpc.unary_unary_rpc_method_handler(refuse)
 
 
@@ -130,9 +137,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         """Decode, run through the batcher, encode; each step timed for the statistics."""
+        began = time.perf_counter_ns()
+        try:
+            return await self._infer(request, began)
+        except RpcAbort:
+            self.state.stats.phases["fail"].add(time.perf_counter_ns() - began)
+            raise
+
+    async def _infer(self, request: pb.ModelInferRequest, began: int) -> pb.ModelInferResponse:
         state = self.model(request.model_name, request.model_version)
         phases = state.stats.phases
-        began = time.perf_counter_ns()
         try:
             call = parse_infer_call(request, state.spec)
         except ProtocolError as e:
@@ -181,12 +195,45 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        began = time.perf_counter_ns()
         try:
             return await self.infer(request)
         except RpcAbort as e:
-            self.state.stats.phases["fail"].add(time.perf_counter_ns() - began)
             await context.abort(e.code, e.message)
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[triton.ModelStreamInferResponse]:
+        """Every request of the stream at once; answers in the order they finish."""
+        answers: asyncio.Queue[triton.ModelStreamInferResponse | None] = asyncio.Queue()
+        running: set[asyncio.Task] = set()
+
+        async def answer(request: pb.ModelInferRequest) -> None:
+            try:
+                response = await self.infer(request)
+            except RpcAbort as e:
+                answers.put_nowait(triton.ModelStreamInferResponse(error_message=e.message))
+            else:
+                answers.put_nowait(triton.ModelStreamInferResponse(infer_response=response))
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    task = asyncio.create_task(answer(request))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                if running:
+                    await asyncio.wait(set(running))
+            finally:  # the client half-closed, or went away
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await answers.get()) is not None:
+                yield item
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
 
     @_aborts
     async def ModelConfig(self, request: triton.ModelConfigRequest) -> triton.ModelConfigResponse:
@@ -219,6 +266,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 def triton_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     """The handlers of Triton's methods, on the same service as KServe's."""
+    stream = grpc.stream_stream_rpc_method_handler(
+        servicer.ModelStreamInfer,
+        request_deserializer=pb.ModelInferRequest.FromString,
+        response_serializer=triton.ModelStreamInferResponse.SerializeToString,
+    )
     messages = {
         "ModelConfig": (triton.ModelConfigRequest, triton.ModelConfigResponse),
         "ModelStatistics": (triton.ModelStatisticsRequest, triton.ModelStatisticsResponse),
@@ -232,7 +284,7 @@ def triton_handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
         )
         for name, (request, response) in messages.items()
     }
-    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+    return grpc.method_handlers_generic_handler(SERVICE, {**handlers, "ModelStreamInfer": stream})
 
 
 @dataclass
