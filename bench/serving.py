@@ -15,7 +15,8 @@ one ``nn.Sequential``, ``serving_servers/mlp.py``) with one torch thread
 Loads: 16 and 64 connections of 1-row requests, 64 connections of 8-row requests. All servers
 run at once; each round measures every variant under every load once (a warm-up run, then
 the measured run; the order rotates between rounds), and the table shows the median round
-with the min–max of req/s. The goals of issue 20 are checked at the end.
+with the min–max of req/s, and the server's CPU per request (the figure least bent by other
+tenants of the cores). The goals of issue 20 are checked at the end.
 
     .venv/bin/python bench/serving.py [--rounds 3] [--seconds 6] [--variants floor,aicloud on]
 """
@@ -127,6 +128,7 @@ def median_row(cells: list[Cell]) -> dict:
         key: round(statistics.median(getattr(c, key) for c in cells), 3)
         for key in ("rps", "p50_ms", "p99_ms", "wrk_cores", "server_cores", "load1")
     }
+    row["cpu_ms_per_request"] = round(statistics.median(c.cpu_ms_per_request for c in cells), 3)
     row.update(rps_min=min(rates), rps_max=max(rates), errors=sum(c.errors for c in cells))
     return row
 
@@ -185,7 +187,7 @@ def print_report(results: dict) -> None:
     s = results["settings"]
     print(f"{s['rounds']} rounds, {s['seconds']} s per cell after {s['warmup']} s, medians\n")
     header = f"{'variant':<20}{'load':<13}{'req/s':>8}{'min-max':>13}{'p50 ms':>8}{'p99 ms':>8}"
-    print(header + f"{'x off':>7}{'wrk cpu':>8}{'srv cpu':>8}{'errors':>7}")
+    print(header + f"{'x off':>7}{'wrk cpu':>8}{'srv cpu':>8}{'ms cpu/req':>11}{'errors':>7}")
     table = results["table"]
     for load in LOADS:
         base = table.get(BASE, {}).get(load)
@@ -196,7 +198,7 @@ def print_report(results: dict) -> None:
             print(
                 f"{name:<20}{load:<13}{row['rps']:>8.0f}{spread:>13}{row['p50_ms']:>8.2f}"
                 f"{row['p99_ms']:>8.2f}{ratio:>7}{row['wrk_cores']:>8.2f}"
-                f"{row['server_cores']:>8.2f}{row['errors']:>7}"
+                f"{row['server_cores']:>8.2f}{row['cpu_ms_per_request']:>11.2f}{row['errors']:>7}"
             )
         print()
     for goal in results["goals"]:

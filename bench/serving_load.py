@@ -42,9 +42,16 @@ class Cell:
     server_cores: float  # the same for the server's process tree
     load1: float  # the machine's 1-minute load average when the cell began
 
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """The server's CPU time per answered request: what a request costs, whatever share
+        of the cores the server got on a shared machine."""
+        return 1000 * self.server_cores / self.rps if self.rps else 0.0
+
     def model(self) -> dict:
         """The JSON form."""
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        fields = {**asdict(self), "cpu_ms_per_request": self.cpu_ms_per_request}
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in fields.items()}
 
 
 def ensure_wrk() -> str:
