@@ -177,6 +177,7 @@ def test_run_notebook_as_job_appears_and_finishes_and_resources(lab):
         sidebar = page.locator(SIDEBAR)
         sidebar.get_by_role("tab", name="Jobs").click()
         page.locator(".aicloud-toolbar-aicloud-run").click()
+        page.locator(".jp-Dialog").get_by_role("button", name="Run").click()  # the defaults
 
         view = sidebar.locator(".aicloud-job-view")
         expect(view).to_contain_text("report.ipynb")

@@ -12,6 +12,8 @@ import {
   IJobPage,
   IJobSpec,
   ILogChunk,
+  ILogFilter,
+  ILogLines,
   IMetrics,
   INotebookParameters,
   IOutput,
@@ -20,7 +22,12 @@ import {
   IScheduleSpec,
   ISchedulePage,
   IServiceStatus,
-  JobStatus
+  IServing,
+  IUsage,
+  JobStatus,
+  IComparison,
+  IMachineUsage,
+  RunSelection
 } from './tokens';
 
 /** Performs one HTTP request, like `fetch`. */
@@ -227,6 +234,30 @@ export class AICloudAPI {
     return this.url(['jobs', id, 'outputs', name]);
   }
 
+  /** Lines `start` to `start + count` of a job's log, filtered by rank and substring. */
+  logLines(
+    id: string,
+    start: number,
+    count: number,
+    filter: ILogFilter = {},
+    signal?: AbortSignal
+  ): Promise<ILogLines> {
+    const query = { start, count, rank: filter.rank ?? undefined, q: filter.q || undefined };
+    return this.request('GET', ['jobs', id, 'log-lines'], { query, signal }).then(
+      r => r.json() as Promise<ILogLines>
+    );
+  }
+
+  /** Resource samples of a job's processes from sample `since` on. */
+  usage(id: string, since = 0, limit?: number): Promise<IUsage> {
+    return this.json('GET', ['jobs', id, 'usage'], { query: { since, limit } });
+  }
+
+  /** A serve job's request statistics (409 unless it serves). */
+  serving(id: string): Promise<IServing> {
+    return this.json('GET', ['jobs', id, 'serving']);
+  }
+
   // Notebooks
 
   notebookParameters(path: string): Promise<INotebookParameters> {
@@ -277,6 +308,19 @@ export class AICloudAPI {
 
   resources(): Promise<IResources> {
     return this.json('GET', ['resources']);
+  }
+
+  // Runs side by side and the machine live (issue 18)
+
+  /** The selected runs' parameters (those that differ named), durations and final metrics. */
+  compare(selection: RunSelection): Promise<IComparison> {
+    const query = 'ids' in selection ? { ids: selection.ids.join(',') } : { ...selection };
+    return this.json('GET', ['jobs', 'compare'], { query });
+  }
+
+  /** The machine now: CPU, memory, GPUs, and each visible user's GPU use against quota. */
+  resourcesUsage(): Promise<IMachineUsage> {
+    return this.json('GET', ['resources', 'usage']);
   }
 }
 

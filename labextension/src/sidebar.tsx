@@ -14,7 +14,7 @@ import { JobView } from './components/JobView';
 import { ResourcesPanel } from './components/ResourcesPanel';
 import { ScheduleForm } from './components/ScheduleForm';
 import { SchedulesList } from './components/SchedulesList';
-import { IOutput, ISchedule } from './tokens';
+import { IOutput, ISchedule, RunSelection } from './tokens';
 
 const cloudSvg =
   '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">' +
@@ -35,6 +35,10 @@ export interface ISidebarOptions {
   /** The path of the notebook the user works in, if any. */
   currentNotebook: () => string | null;
   openOutput: (jobId: string, output: IOutput) => Promise<void>;
+  /** Open a job's page in the main area. */
+  openJobPage?: (jobId: string) => void;
+  /** Open runs side by side in the main area (no selection: the user picks). */
+  openCompare?: (selection: RunSelection | null) => void;
 }
 
 const TABS: { id: Tab; label: string }[] = [
@@ -74,6 +78,7 @@ function Panel(props: {
         onBack={() => props.navigate({ tab: 'jobs' })}
         onOpenJob={id => props.navigate({ tab: 'jobs', jobId: id })}
         onOpenOutput={props.options.openOutput}
+        onOpenPage={props.options.openJobPage}
       />
     );
   } else if ('newSchedule' in view) {
@@ -97,18 +102,33 @@ function Panel(props: {
         notebookPath={props.options.currentNotebook()}
         onNew={path => props.navigate({ tab: 'schedules', newSchedule: path })}
         onOpenJob={id => props.navigate({ tab: 'jobs', jobId: id })}
+        onCompare={props.options.openCompare}
         created={props.created}
       />
     );
   } else if (view.tab === 'resources') {
     body = <ResourcesPanel api={api} status={status.data} />;
   } else {
+    const { openCompare } = props.options;
     body = (
-      <JobsList
-        api={api}
-        status={status.data}
-        onOpen={id => props.navigate({ tab: 'jobs', jobId: id })}
-      />
+      <>
+        {openCompare && (
+          <div className="aicloud-actions">
+            <button
+              className="aicloud-button aicloud-compare-open"
+              title="Runs side by side: by tag, by schedule or by job ids"
+              onClick={() => openCompare(null)}
+            >
+              Compare runs…
+            </button>
+          </div>
+        )}
+        <JobsList
+          api={api}
+          status={status.data}
+          onOpen={id => props.navigate({ tab: 'jobs', jobId: id })}
+        />
+      </>
     );
   }
   return (

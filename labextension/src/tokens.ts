@@ -225,3 +225,146 @@ export interface IQuota {
   servers: number;
   jobs: number;
 }
+
+// The job page (issue 18): the service's additions to the job model and its new routes.
+
+/** A serve job's endpoint, once it serves. */
+export interface IEndpoint {
+  url: string;
+  infer_url: string;
+  model: string;
+}
+
+/** One attempt of a job, as `GET /jobs/{id}` lists them. */
+export interface IAttempt {
+  number: number;
+  status: string;
+  started_at: string | null;
+  finished_at: string | null;
+  exit_code: number | null;
+  reason_code: string | null;
+  reason: string | null;
+  restarts: number;
+}
+
+/** A job with the fields the job page reads beyond the sidebar's. */
+export interface IJobDetails extends IJob {
+  attempts?: IAttempt[];
+  /** A notebook job's papermill parameters, else the train function's; `{}` if none. */
+  parameters?: Record<string, unknown>;
+  /** Null until started; live while running. */
+  duration_seconds?: number | null;
+  /** The notebook the job was launched from, relative to the user's root. */
+  origin?: string | null;
+  endpoint?: IEndpoint | null;
+}
+
+/** One sample of a job's process tree (`GET /jobs/{id}/usage`). */
+export interface IUsagePoint {
+  /** Epoch seconds. */
+  t: number;
+  attempt: number;
+  /** 100 = one core. */
+  cpu_percent: number;
+  rss_bytes: number;
+  gpus: {
+    index: number;
+    utilization_percent: number | null;
+    memory_used_bytes: number;
+    memory_total_bytes: number;
+  }[];
+}
+
+export interface IUsage {
+  points: IUsagePoint[];
+  next: number;
+  interval_seconds: number;
+}
+
+/** One line of a log window (`GET /jobs/{id}/log-lines`). */
+export interface ILogLine {
+  /** 0-based line number in the whole log. */
+  n: number;
+  rank: number | null;
+  /** The text, with its ANSI escapes. */
+  text: string;
+}
+
+export interface ILogLines {
+  /** Lines matching the filter. */
+  total: number;
+  start: number;
+  lines: ILogLine[];
+  status: JobStatus;
+}
+
+/** A filter of a job's log: one rank and/or a case-insensitive substring. */
+export interface ILogFilter {
+  rank?: number | null;
+  q?: string;
+}
+
+/** A serve job's request statistics (`GET /jobs/{id}/serving`). */
+export interface IServing {
+  endpoint: IEndpoint | null;
+  requests: number;
+  errors: number;
+  latency_ms: { p50: number | null; p99: number | null };
+  batch_sizes: { le: number | string; count: number }[];
+  queue_depth: number | null;
+}
+
+// Runs side by side and the machine live (issue 18): `GET /jobs/compare`, `GET /resources/usage`.
+
+/** Which runs to compare: some ids, the runs of a schedule, or those with a tag. */
+export type RunSelection = { ids: string[] } | { schedule_id: string } | { tag: string };
+
+/** One run of a comparison. */
+export interface ICompareRun {
+  id: string;
+  name: string | null;
+  status: JobStatus;
+  parameters: Record<string, unknown>;
+  duration_seconds: number | null;
+  /** The last value of each metric the run reported. */
+  final_metrics: Record<string, number | null>;
+  created_at: string;
+}
+
+export interface IComparison {
+  runs: ICompareRun[];
+  /** The parameter names whose values differ between the runs. */
+  parameters: string[];
+  /** Every metric name the runs reported. */
+  metrics: string[];
+}
+
+/** One GPU of the machine, now. */
+export interface IMachineGpu {
+  index: number;
+  model: string;
+  utilization_percent: number | null;
+  memory_used_bytes: number;
+  memory_total_bytes: number;
+}
+
+/** A user's GPU use against the quota of the profile they run. */
+export interface IUserUsage {
+  user: string;
+  gpus_in_use: number;
+  gpu_quota: number | null;
+  jobs_running: number;
+}
+
+/** The machine now (`GET /resources/usage`); a user sees only their own row of `users`. */
+export interface IMachineUsage {
+  /** Epoch seconds. */
+  t: number;
+  /** 100 = one core. */
+  cpu_percent: number;
+  cores: number;
+  memory_used_bytes: number;
+  memory_total_bytes: number;
+  gpus: IMachineGpu[];
+  users: IUserUsage[];
+}

@@ -1,116 +1,131 @@
 /**
- * Hardware and quota at a glance: accelerators by type (total, in use by active jobs),
- * backends, the GPU quota and use (hub), CPU and memory.
+ * The machine live and each user's GPU use: CPU, memory and GPU utilisation charted from
+ * `GET /resources/usage` while the tab is open, each visible user's GPUs in use against the
+ * quota of the profile they run, and the backends.
  */
 
 import * as React from 'react';
 
 import { AICloudAPI } from '../api';
-import { bytes, quotaLine } from '../format';
-import { IJob, IResources, IServiceStatus } from '../tokens';
+import { bytes } from '../format';
+import { ChartView } from '../jobpage/ChartView';
+import { addSample, cpuMemoryColumns, gpuColumns, quotaText } from '../resources/history';
+import { IMachineUsage, IResources, IServiceStatus } from '../tokens';
 import { ErrorLine, usePoll } from './hooks';
 
-interface IAcceleratorRow {
-  type: string;
-  model: string;
-  total: number;
-  inUse: number;
+const POLL_MS = 2000;
+const CHART_PX = 120;
+
+/** The samples of the machine since the tab opened, and the backends (polled less often). */
+function useMachine(api: AICloudAPI): {
+  samples: IMachineUsage[];
+  resources: IResources | null;
+  error: string | null;
+} {
+  const [samples, setSamples] = React.useState<IMachineUsage[]>([]);
+  const usage = usePoll(() => api.resourcesUsage(), POLL_MS, []);
+  const resources = usePoll(() => api.resources(), 15000, []);
+  React.useEffect(() => {
+    if (usage.data) {
+      setSamples(old => addSample(old, usage.data!));
+    }
+  }, [usage.data]);
+  return { samples, resources: resources.data, error: usage.error ?? resources.error };
 }
 
-/** Accelerators grouped by resource type and model, with those requested by active jobs. */
-export function acceleratorRows(resources: IResources, active: IJob[]): IAcceleratorRow[] {
-  const rows = new Map<string, IAcceleratorRow>();
-  const add = (type: string, model: string, count: number) => {
-    const key = `${type}\u0000${model}`;
-    const row = rows.get(key) ?? { type, model, total: 0, inUse: 0 };
-    row.total += count;
-    rows.set(key, row);
-  };
-  for (const gpu of resources.gpus) {
-    add(gpu.type, gpu.model, 1);
+function UsersTable(props: { now: IMachineUsage; admin: boolean }): JSX.Element {
+  const users = props.now.users;
+  if (users.length === 0) {
+    return <p className="aicloud-muted">No one runs a job.</p>;
   }
-  if (resources.tpu) {
-    add(resources.tpu.type ?? 'google.com/tpu', 'TPU', resources.tpu.devices?.length ?? 0);
-  }
-  for (const job of active) {
-    const request = job.spec.resources;
-    if (!request?.accelerator || !request.accelerator_count) {
-      continue;
-    }
-    const count = request.accelerator_count * (request.nodes ?? 1);
-    const row = [...rows.values()].find(r => r.type === request.accelerator);
-    if (row) {
-      row.inUse += count;
-    } else {
-      rows.set(request.accelerator, {
-        type: request.accelerator,
-        model: '(not on this machine)',
-        total: 0,
-        inUse: count
-      });
-    }
-  }
-  return [...rows.values()];
-}
-
-export function ResourcesPanel(props: {
-  api: AICloudAPI;
-  status: IServiceStatus | null;
-}): JSX.Element {
-  const polled = usePoll(
-    async () => {
-      const [resources, page] = await Promise.all([
-        props.api.resources(),
-        props.api.listJobs({ status: ['starting', 'running'], limit: 500 })
-      ]);
-      return { resources, active: page.jobs };
-    },
-    5000,
-    []
+  return (
+    <table className="aicloud-table aicloud-users" aria-label="GPU use by user">
+      <thead>
+        <tr>
+          <th scope="col">User</th>
+          <th scope="col">GPUs in use</th>
+          <th scope="col">Running jobs</th>
+        </tr>
+      </thead>
+      <tbody>
+        {users.map(u => (
+          <tr
+            key={u.user}
+            data-user={u.user}
+            data-gpus-in-use={u.gpus_in_use}
+            data-gpu-quota={u.gpu_quota ?? ''}
+            className={u.gpu_quota !== null && u.gpus_in_use >= u.gpu_quota ? 'aicloud-at-quota' : ''}
+          >
+            <th scope="row">{u.user}</th>
+            <td>{quotaText(u.gpus_in_use, u.gpu_quota)}</td>
+            <td>{u.jobs_running}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
-  const data = polled.data;
-  const rows = data ? acceleratorRows(data.resources, data.active) : [];
-  const mine = data
-    ? acceleratorRows({ ...data.resources, gpus: [], tpu: null }, data.active.filter(j => j.owner === props.status?.user))
-    : [];
+}
+
+export function ResourcesPanel(props: { api: AICloudAPI; status: IServiceStatus | null }): JSX.Element {
+  const { samples, resources, error } = useMachine(props.api);
+  const now = samples.length ? samples[samples.length - 1] : null;
+  const columns = React.useMemo(() => cpuMemoryColumns(samples), [samples]);
+  const gpus = React.useMemo(() => gpuColumns(samples), [samples]);
   return (
     <section className="aicloud-resources" aria-label="Resources">
-      <ErrorLine error={polled.error} />
+      <ErrorLine error={error} />
       {props.status && (
         <p className="aicloud-muted aicloud-service">
           aicloud {props.status.version} · {props.status.mode} · {props.status.user}
         </p>
       )}
-      {data && (
+      {now && (
         <>
-          <h4>Accelerators</h4>
-          {rows.length === 0 ? (
-            <p className="aicloud-muted">No GPU or TPU on this machine.</p>
+          <h4>Machine</h4>
+          <p className="aicloud-machine-now" data-cores={now.cores}>
+            CPU {Math.round(now.cpu_percent)}% of one core × {now.cores} cores ·{' '}
+            {bytes(now.memory_used_bytes)} of {bytes(now.memory_total_bytes)} memory used
+          </p>
+          <ChartView
+            name="machine cpu"
+            columns={columns.cpu}
+            options={{ xLabel: 'time', yLabel: 'cores', xTime: true, height: CHART_PX }}
+          />
+          <ChartView
+            name="machine memory"
+            columns={columns.memory}
+            options={{ xLabel: 'time', yLabel: 'GiB', xTime: true, height: CHART_PX }}
+          />
+          <h4>GPUs</h4>
+          {now.gpus.length === 0 ? (
+            <p className="aicloud-muted aicloud-no-gpu">No GPU on this machine.</p>
           ) : (
-            <table className="aicloud-table">
-              <thead>
-                <tr>
-                  <th scope="col">Type</th>
-                  <th scope="col">Model</th>
-                  <th scope="col">Total</th>
-                  <th scope="col">In use</th>
-                </tr>
-              </thead>
-              <tbody>
-                {rows.map(row => (
-                  <tr key={`${row.type}/${row.model}`}>
-                    <td>{row.type}</td>
-                    <td>{row.model}</td>
-                    <td>{row.total}</td>
-                    <td>{row.inUse}</td>
-                  </tr>
+            <>
+              <ul className="aicloud-list aicloud-gpus">
+                {now.gpus.map(g => (
+                  <li key={g.index} data-gpu={g.index}>
+                    GPU {g.index}: {g.model} ·{' '}
+                    {g.utilization_percent === null ? 'utilisation unknown' : `${Math.round(g.utilization_percent)}% busy`}{' '}
+                    · {bytes(g.memory_used_bytes)} of {bytes(g.memory_total_bytes)}
+                  </li>
                 ))}
-              </tbody>
-            </table>
+              </ul>
+              <ChartView
+                name="machine gpus"
+                columns={gpus}
+                options={{ xLabel: 'time', yLabel: '% busy', xTime: true, height: CHART_PX }}
+              />
+            </>
           )}
+          <h4>{props.status?.admin ? 'GPU use by user' : 'Your GPU use'}</h4>
+          <UsersTable now={now} admin={props.status?.admin ?? false} />
+        </>
+      )}
+      {resources && (
+        <>
           <h4>Backends</h4>
           <ul className="aicloud-list aicloud-backends">
-            {data.resources.backends.map(backend => (
+            {resources.backends.map(backend => (
               <li key={backend.name} data-backend={backend.name}>
                 {backend.name}:{' '}
                 <span className={backend.available ? 'aicloud-ok' : 'aicloud-error'}>
@@ -119,33 +134,13 @@ export function ResourcesPanel(props: {
               </li>
             ))}
           </ul>
-          <h4>Quota</h4>
-          <p className="aicloud-quota">
-            Running jobs: {data.active.length}
-            {mine.length > 0 &&
-              ` · accelerators you use: ${mine.map(r => `${r.inUse} ${r.type}`).join(', ')}`}
-          </p>
-          {data.resources.quota ? (
-            <p
-              className="aicloud-gpu-quota"
-              data-used={data.resources.quota.used}
-              data-limit={data.resources.quota.limit ?? ''}
-            >
-              {quotaLine(data.resources.quota)}
-            </p>
-          ) : (
+          {!resources.quota && (
             <p className="aicloud-muted">
               {props.status?.mode === 'hub'
                 ? 'No GPU quota is configured on this hub.'
                 : 'No quota applies to a standalone server.'}
             </p>
           )}
-          <h4>Machine</h4>
-          <p>
-            {data.resources.cpu.usable} of {data.resources.cpu.cores} CPU cores ·{' '}
-            {bytes(data.resources.memory.available_bytes)} of{' '}
-            {bytes(data.resources.memory.total_bytes)} memory free
-          </p>
         </>
       )}
     </section>

@@ -7,8 +7,9 @@ import * as React from 'react';
 import { AICloudAPI } from '../api';
 import { formatInZone, previewCron } from '../cron';
 import { age } from '../format';
-import { ISchedule } from '../tokens';
+import { ISchedule, RunSelection } from '../tokens';
 import { ErrorLine, useAction, usePoll } from './hooks';
+import { JobSummary } from './JobSummary';
 import { StatusBadge } from './JobsList';
 
 const POLL_MS = 3000;
@@ -36,6 +37,7 @@ function History(props: {
               <span className="aicloud-row-meta">
                 {job.id} · {age(job.created_at)} ago{job.pruned ? ' · outputs pruned' : ''}
               </span>
+              <JobSummary job={job} />
             </button>
           </li>
         ))}
@@ -54,6 +56,7 @@ function ScheduleRow(props: {
   schedule: ISchedule;
   onChanged: () => void;
   onOpenJob: (id: string) => void;
+  onCompare?: (selection: RunSelection) => void;
 }): JSX.Element {
   const s = props.schedule;
   const [open, setOpen] = React.useState(false);
@@ -111,6 +114,15 @@ function ScheduleRow(props: {
         >
           History
         </button>
+        {props.onCompare && (
+          <button
+            className="aicloud-button aicloud-compare-runs"
+            onClick={() => props.onCompare?.({ schedule_id: s.id })}
+            aria-label={`Compare the runs of ${label}`}
+          >
+            Compare
+          </button>
+        )}
         <button
           className="aicloud-button aicloud-delete"
           disabled={action.busy}
@@ -131,6 +143,8 @@ export function SchedulesList(props: {
   notebookPath: string | null;
   onNew: (path: string) => void;
   onOpenJob: (id: string) => void;
+  /** Open the runs side by side in the main area. */
+  onCompare?: (selection: RunSelection) => void;
   /** A schedule just created, to announce. */
   created: ISchedule | null;
 }): JSX.Element {
@@ -164,6 +178,7 @@ export function SchedulesList(props: {
             schedule={s}
             onChanged={polled.refresh}
             onOpenJob={props.onOpenJob}
+            onCompare={props.onCompare}
           />
         ))}
       </ul>
