@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
@@ -45,14 +46,13 @@ from tests.inference_models import (
 
 MODEL = "tiny"
 SCRIPTS = Path(__file__).parent / "scripts"
-InferTensor = service_pb2.ModelInferRequest.InferInputTensor
 
 
 class Served:
-    """The serve job's gRPC address, its token, and the model run in-process."""
+    """The serve job's gRPC address and REST URL, its token, and the model run in-process."""
 
-    def __init__(self, address: str, token: str, job_id: str, model):
-        self.address, self.token, self.job_id, self.model = address, token, job_id, model
+    def __init__(self, address: str, url: str, token: str, model):
+        self.address, self.url, self.token, self.model = address, url, token, model
         self.headers = {"authorization": f"token {token}"}
         self.metadata = (("authorization", f"Bearer {token}"),)
 
@@ -96,7 +96,7 @@ def served(module_live_server):
 
         found = wait_for(endpoint, timeout=120, interval=0.2)
     assert found["grpc_url"] == f"127.0.0.1:{found['grpc_port']}"
-    yield Served(found["grpc_url"], server.token, job["id"], tiny_net(server.root_dir))
+    yield Served(found["grpc_url"], found["url"], server.token, tiny_net(server.root_dir))
     cancel_active_jobs(server)
 
 
@@ -335,6 +335,10 @@ def test_concurrent_async_calls_are_batched(served):
     calls = after.execution_count - before.execution_count
     assert calls < 24, f"{calls} model calls for 24 concurrent requests"
     assert max(b.batch_size for b in after.batch_stats) > 1
+    rest = httpx.get(f"{served.url}/v2/models/{MODEL}/stats", headers=served.headers, timeout=30)
+    (entry,) = rest.json()["model_stats"]  # one model state behind both ports
+    assert entry["execution_count"] == after.execution_count
+    assert entry["inference_count"] == after.inference_count
 
 
 # The parser on its own, with Triton's messages (the same fields as aicloud's).
