@@ -43,7 +43,7 @@ class ServeLauncher(Launcher):
         """The model exists; one server process."""
         if spec.resources.world_size != 1:
             raise InvalidSpec(
-                "resources", "a serve job runs one server (inference.workers sets its processes)"
+                "resources", "a serve job runs one server process (inference.workers spawns more)"
             )
         check_model(spec, cwd, self.root_dir or cwd)
 
