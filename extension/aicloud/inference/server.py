@@ -113,6 +113,7 @@ async def serve(config: ServerConfig, argv: list[str]) -> None:
     if config.token_file is not None:
         given = None if primary else config.token_file.read_text()
         auth = ServingAuth.for_job(config.token_file, given)
+        state.authorize = auth.check
     loop = asyncio.get_running_loop()
     stop = _stop_event()
     if not primary:  # load first: the kernel sends connections to a listening socket at once

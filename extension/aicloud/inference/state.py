@@ -9,6 +9,7 @@ that runs the batcher.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,9 @@ class ModelState:
         self.output: dict[str, Any] = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1]}
         self.stats = ModelStatistics()
         self.batcher: DynamicBatcher | None = None
+        #: ``await authorize(header)`` raises an error with ``status`` 401/403 for a request
+        #: that may not call the model (the gRPC port uses it); None: no authentication.
+        self.authorize: Callable[[str | None], Awaitable[None]] | None = None
 
     def load(self) -> None:
         """Load the model and learn its output from one row of zeros when its shape is known."""
