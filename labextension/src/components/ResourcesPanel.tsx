@@ -14,7 +14,7 @@ import { IMachineUsage, IResources, IServiceStatus } from '../tokens';
 import { ErrorLine, usePoll } from './hooks';
 
 const POLL_MS = 2000;
-const CHART_PX = 120;
+const CHART_PX = 170;
 
 /** The samples of the machine since the tab opened, and the backends (polled less often). */
 function useMachine(api: AICloudAPI): {
@@ -83,18 +83,18 @@ export function ResourcesPanel(props: { api: AICloudAPI; status: IServiceStatus 
         <>
           <h4>Machine</h4>
           <p className="aicloud-machine-now" data-cores={now.cores}>
-            CPU {Math.round(now.cpu_percent)}% of one core × {now.cores} cores ·{' '}
-            {bytes(now.memory_used_bytes)} of {bytes(now.memory_total_bytes)} memory used
+            CPU: {(now.cpu_percent / 100).toFixed(1)} of {now.cores} cores busy · memory:{' '}
+            {bytes(now.memory_used_bytes)} of {bytes(now.memory_total_bytes)} used
           </p>
           <ChartView
             name="machine cpu"
             columns={columns.cpu}
-            options={{ xLabel: 'time', yLabel: 'cores', xTime: true, height: CHART_PX }}
+            options={{ title: 'CPU', xLabel: 'time', yLabel: 'cores', xTime: true, height: CHART_PX }}
           />
           <ChartView
             name="machine memory"
             columns={columns.memory}
-            options={{ xLabel: 'time', yLabel: 'GiB', xTime: true, height: CHART_PX }}
+            options={{ title: 'Memory', xLabel: 'time', yLabel: 'GiB', xTime: true, height: CHART_PX }}
           />
           <h4>GPUs</h4>
           {now.gpus.length === 0 ? (
@@ -113,7 +113,7 @@ export function ResourcesPanel(props: { api: AICloudAPI; status: IServiceStatus 
               <ChartView
                 name="machine gpus"
                 columns={gpus}
-                options={{ xLabel: 'time', yLabel: '% busy', xTime: true, height: CHART_PX }}
+                options={{ title: 'GPUs', xLabel: 'time', yLabel: '% busy', xTime: true, height: CHART_PX }}
               />
             </>
           )}
