@@ -15,6 +15,7 @@ another model or version, ``UNAVAILABLE`` while the model loads or its queue is 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,13 +39,11 @@ STREAMING_METHODS = frozenset({f"/{SERVICE}/ModelStreamInfer"})
 #: The largest request or response, as the REST server's body limit.
 MAX_MESSAGE = 256 * 2**20
 EXTENSIONS = ["statistics", "model_configuration", "model_repository"]
-#: The gRPC status of each HTTP status an authorizer or the model state may raise.
-STATUS_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
+#: The gRPC status of each HTTP status that the authorizer's errors carry.
+AUTH_STATUS_CODES = {
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    503: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,  # the hub could not be asked
 }
 
 Authorize = Callable[[str | None], Awaitable[None] | None]
@@ -65,7 +64,7 @@ def _status_of(error: Exception) -> int | None:
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses every call but the health checks whose ``authorization`` does not pass."""
+    """Refuses each call (but the health checks) whose ``authorization`` does not pass."""
 
     def __init__(self, authorize: Authorize):
         self.authorize = authorize
@@ -79,7 +78,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             if inspect.isawaitable(result):
                 await result
         except Exception as e:
-            code = STATUS_CODES.get(_status_of(e) or 0)
+            code = AUTH_STATUS_CODES.get(_status_of(e) or 0)
             if code is None:
                 raise
             return _refusal(code, str(e), details.method in STREAMING_METHODS)
@@ -98,14 +97,13 @@ def _refusal(code: grpc.StatusCode, message: str, streaming: bool) -> grpc.RpcMe
 def _aborts(method):
     """Turn :class:`RpcAbort` raised by ``method`` into the call's status."""
 
+    @functools.wraps(method)
     async def call(self, request, context: grpc.aio.ServicerContext):
         try:
             return await method(self, request)
         except RpcAbort as e:
             await context.abort(e.code, e.message)
 
-    call.__name__ = method.__name__
-    call.__doc__ = method.__doc__
     return call
 
 
@@ -192,13 +190,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             state.metadata(), pb.ModelMetadataResponse(), ignore_unknown_fields=True
         )
 
-    async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelInferResponse:
-        try:
-            return await self.infer(request)
-        except RpcAbort as e:
-            await context.abort(e.code, e.message)
+    @_aborts
+    async def ModelInfer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        return await self.infer(request)
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
