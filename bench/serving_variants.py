@@ -22,13 +22,13 @@ from typing import Any
 import httpx
 
 from _common import Server, cancel_and_wait, clean_env, free_port, stop_group, submit_job
+from aicloud.launchers.serve import TOKEN_FILE  # the job's serving token (0600)
 from serving_venvs import venv_python
 
 SERVERS = Path(__file__).parent / "serving_servers"
 MODEL_NAME = "mlp"
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 BATCH = {"max_batch_size": 32, "max_wait_ms": 2}  # aicloud's and MLServer's batching, alike
-TOKEN_FILE = "serving-token"  # where aicloud's server writes its serving token (0600)
 ENDED = ("succeeded", "failed", "cancelled")
 
 
