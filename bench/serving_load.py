@@ -61,7 +61,10 @@ def ensure_wrk() -> str:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("installing wrk (apt-get install -y wrk)", flush=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True)
+        install = ["apt-get", "install", "-y", "-q", "wrk"]
+        if subprocess.run(install).returncode != 0:  # a machine that never ran apt-get update
+            subprocess.run(["apt-get", "update", "-q"], check=True)
+            subprocess.run(install, check=True)
         found = shutil.which("wrk")
     if not found:
         raise SystemExit("bench/serving.py needs wrk: apt-get install wrk (Debian, Ubuntu)")
@@ -69,18 +72,18 @@ def ensure_wrk() -> str:
 
 
 def parse_report(text: str) -> dict:
-    """req/s, p50, p99 (ms), requests and errors from ``wrk --latency``'s report."""
+    """req/s (of 2xx answers), p50, p99 (ms), requests and errors from ``wrk --latency``."""
     latencies = {q: float(v) * UNITS_MS[unit] for q, v, unit in LATENCY.findall(text)}
     rate, total = RATE.search(text), TOTAL.search(text)
     if rate is None or total is None or set(latencies) != {"50", "99"}:
         raise RuntimeError(f"cannot read wrk's report:\n{text}")
     non_2xx = NON_2XX.search(text)
+    failed = int(non_2xx.group(1)) if non_2xx else 0
     sockets = SOCKET_ERRORS.search(text)
-    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (
-        sum(int(n) for n in sockets.groups()) if sockets else 0
-    )
-    return {
-        "rps": float(rate.group(1)),
+    errors = failed + (sum(int(n) for n in sockets.groups()) if sockets else 0)
+    answered = int(total.group(1))
+    return {  # req/s of 2xx answers only: a server that answers 503 fast is not fast
+        "rps": float(rate.group(1)) * (answered - failed) / answered if answered else 0.0,
         "p50_ms": latencies["50"],
         "p99_ms": latencies["99"],
         "requests": int(total.group(1)),
