@@ -226,3 +226,42 @@ def test_serving_stats_from_a_real_prometheus_exposition():
     ]
     assert histogram_quantile(0.5, []) is None
     assert histogram_quantile(0.99, [(1.0, 0.0), (float("inf"), 5.0)]) == 1.0
+
+
+def test_a_serve_jobs_endpoint_and_statistics_from_its_metrics(api, module_live_server):
+    """A real serve job (TorchScript TinyNet): its endpoint in the job model, and its request
+    count, latency and batch sizes read from the model server's /metrics with its token."""
+    from aicloud.client import AICloudClient, Connection
+    from aicloud.inference import api as inference
+    from tests.inference_models import rows, save_torch_models
+
+    options = save_torch_models(module_live_server.root_dir)["torchscript"]
+    spec = {"kind": "serve", "name": "churn", "inference": options}
+    created = api.post("jobs", json=spec)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    try:
+
+        def serving():
+            job = api.get(f"jobs/{job_id}").json()
+            assert job["status"] not in TERMINAL, job
+            return job if job["endpoint"] else None
+
+        job = wait_for(serving, timeout=120, interval=0.3)
+        endpoint = job["endpoint"]
+        assert endpoint["model"] == "churn"
+        assert endpoint["infer_url"] == f"{endpoint['url']}/v2/models/churn/infer"
+        connection = Connection(module_live_server.url, module_live_server.token, "test")
+        with AICloudClient(connection) as client:
+            for n in (1, 3, 5):
+                inference.predict(job_id, rows(n), client=client)
+        stats = api.get(f"jobs/{job_id}/serving")
+        assert stats.status_code == 200, stats.text
+        stats = stats.json()
+        assert stats["endpoint"] == endpoint
+        assert (stats["requests"], stats["errors"]) == (3, 0)
+        assert 0 < stats["latency_ms"]["p50"] <= stats["latency_ms"]["p99"]
+        assert sum(bucket["count"] for bucket in stats["batch_sizes"]) >= 1
+        assert stats["queue_depth"] == 0
+    finally:
+        api.post(f"jobs/{job_id}/cancel")

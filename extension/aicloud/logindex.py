@@ -150,12 +150,6 @@ def _index_for(path: str, inode: tuple[int, int]) -> LineIndex:
         return index
 
 
-def forget(run_dir: str | Path) -> None:
-    """Drop the index of a run directory's log (the job was deleted)."""
-    with _indexes_lock:
-        _indexes.pop(str(Path(run_dir) / LOG_NAME), None)
-
-
 def _line_model(raw: memoryview, index: LineIndex, number: int, ranked: bool) -> dict:
     start, end = index.bounds(number)
     data = bytes(raw[start : min(end, start + MAX_LINE_BYTES)])
