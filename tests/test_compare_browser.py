@@ -11,6 +11,7 @@ job it submits runs with the values typed. Screenshots go to ``tests/artifacts/`
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import nbformat
@@ -93,6 +94,11 @@ def test_three_notebook_runs_side_by_side(lab, page):
         finished(lab, job["id"])
 
     open_sidebar(page, lab)
+    # The list shows each notebook run's parameters and how long it ran.
+    for job, lr in zip(jobs, LRS, strict=True):
+        row = page.locator(SIDEBAR).locator(f'li[data-job-id="{job["id"]}"]')
+        expect(row.locator(".aicloud-job-parameters")).to_have_text(f"lr={lr}")
+        expect(row.locator(".aicloud-job-duration")).to_have_text(re.compile(r"^\d+s$"))
     page.locator(SIDEBAR).get_by_role("button", name="Compare runs…").click()
     select = page.get_by_role("form", name="Select runs")
     select.get_by_label("Select runs by").select_option("tag")

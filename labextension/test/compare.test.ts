@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { AICloudAPI } from '../src/api';
 import { overlay } from '../src/compare/curves';
 import {
   describeSelection,
@@ -96,4 +97,22 @@ test('the Resources tab keeps the latest samples and charts each GPU', () => {
   assert.deepEqual(columns.ys, [[10, 20], [null, null]]);
   assert.equal(quotaText(1, 2), '1 of 2');
   assert.equal(quotaText(0, null), '0 (no quota)');
+});
+
+test('compare and resourcesUsage ask their routes under the base URL', async () => {
+  const urls: string[] = [];
+  const api = new AICloudAPI('http://host/a%40b/', async url => {
+    urls.push(url);
+    return new Response('{"runs": [], "parameters": [], "metrics": []}', { status: 200 });
+  });
+  await api.compare({ ids: ['a', 'b'] });
+  await api.compare({ tag: 'lr sweep' });
+  await api.compare({ schedule_id: 's1' });
+  await api.resourcesUsage();
+  assert.deepEqual(urls, [
+    'http://host/a%40b/aicloud/api/v1/jobs/compare?ids=a%2Cb',
+    'http://host/a%40b/aicloud/api/v1/jobs/compare?tag=lr+sweep',
+    'http://host/a%40b/aicloud/api/v1/jobs/compare?schedule_id=s1',
+    'http://host/a%40b/aicloud/api/v1/resources/usage'
+  ]);
 });

@@ -8,6 +8,7 @@ import { AICloudAPI } from '../api';
 import { age, ranks } from '../format';
 import { IJob, IServiceStatus, JobKind, JobStatus, TERMINAL_STATUSES } from '../tokens';
 import { ErrorLine, usePoll } from './hooks';
+import { JobSummary } from './JobSummary';
 
 const ACTIVE: JobStatus[] = ['queued', 'starting', 'running'];
 const STATUS_FILTERS: { value: string; label: string; statuses?: JobStatus[] }[] = [
@@ -166,6 +167,7 @@ export function JobsList(props: {
                 <span title={job.created_at}>{age(job.created_at)}</span>
                 {hub && job.owner !== user ? ` · ${job.owner}` : ''}
               </span>
+              <JobSummary job={job} />
               <ProgressBar fraction={fraction} label={`Progress of ${job.name ?? job.id}`} />
             </button>
           </li>
