@@ -217,12 +217,12 @@ def test_serving_stats_from_a_real_prometheus_exposition():
     # the 10 in (0.1, 0.5].
     assert stats["latency_ms"]["p50"] == pytest.approx((0.01 + 0.04 * 50 / 90) * 1000)
     assert stats["latency_ms"]["p99"] == pytest.approx((0.1 + 0.4 * 9 / 10) * 1000)
-    assert stats["batch_sizes"] == [
+    assert stats["batch_sizes"] == [  # cumulative, as Prometheus keeps them
         {"le": 1.0, "count": 2.0},
-        {"le": 2.0, "count": 0.0},
-        {"le": 4.0, "count": 1.0},
-        {"le": 8.0, "count": 1.0},
-        {"le": None, "count": 1.0},
+        {"le": 2.0, "count": 2.0},
+        {"le": 4.0, "count": 3.0},
+        {"le": 8.0, "count": 4.0},
+        {"le": "+Inf", "count": 5.0},
     ]
     assert histogram_quantile(0.5, []) is None
     assert histogram_quantile(0.99, [(1.0, 0.0), (float("inf"), 5.0)]) == 1.0
@@ -261,7 +261,7 @@ def test_a_serve_jobs_endpoint_and_statistics_from_its_metrics(api, module_live_
         assert stats["endpoint"] == endpoint
         assert (stats["requests"], stats["errors"]) == (3, 0)
         assert 0 < stats["latency_ms"]["p50"] <= stats["latency_ms"]["p99"]
-        assert sum(bucket["count"] for bucket in stats["batch_sizes"]) >= 1
+        assert stats["batch_sizes"][-1]["le"] == "+Inf" and stats["batch_sizes"][-1]["count"] >= 1
         assert stats["queue_depth"] == 0
     finally:
         api.post(f"jobs/{job_id}/cancel")

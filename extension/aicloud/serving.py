@@ -6,6 +6,9 @@ and ``aicloud_inference_batch_size``, and the gauge ``aicloud_inference_queue_de
 service fetches the page with the job's serving token (the file :data:`TOKEN_FILE` in the run
 directory, where the server has one) and reduces it: quantiles from buckets as Prometheus'
 ``histogram_quantile`` computes them.
+
+The job writes its endpoint file, so the URL is the job's choice: only numbers of the answer
+are passed on, never its text, and only an http(s) URL is fetched.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def _buckets(samples: list, name: str) -> list[tuple[float, float]]:
 
 
 def reduce_metrics(text: str) -> dict[str, Any]:
-    """Requests, errors, latency quantiles (ms), batch-size buckets and queue depth."""
+    """Requests, errors, latency quantiles (ms), cumulative batch-size buckets (the last one's
+    bound ``"+Inf"``) and queue depth."""
     samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
     requests = errors = 0
     queue_depth = None
@@ -82,11 +86,10 @@ def reduce_metrics(text: str) -> dict[str, Any]:
         name: (None if (value := histogram_quantile(q, latency)) is None else value * 1000)
         for name, q in (("p50", 0.5), ("p99", 0.99))
     }
-    previous = 0.0
-    batch_sizes = []
-    for bound, count in _buckets(samples, BATCH_SIZE):
-        batch_sizes.append({"le": None if bound == math.inf else bound, "count": count - previous})
-        previous = count
+    batch_sizes = [  # cumulative, as Prometheus keeps them
+        {"le": "+Inf" if bound == math.inf else bound, "count": count}
+        for bound, count in _buckets(samples, BATCH_SIZE)
+    ]
     return {
         "requests": requests,
         "errors": errors,
@@ -101,6 +104,8 @@ async def serving_stats(job: Job) -> dict[str, Any]:
     endpoint = endpoint_model(job)
     if endpoint is None:
         raise JobConflict(f"job {job.id} is not a serve job that is serving ({job.status})")
+    if not endpoint["url"].startswith(("http://", "https://")):
+        raise ServerUnreachable(f"job {job.id}: its endpoint is not an http(s) URL")
     headers = {}
     try:
         token = (read_run_file(job.run_dir, TOKEN_FILE, 4096) or "").strip()
@@ -119,6 +124,6 @@ async def serving_stats(job: Job) -> dict[str, Any]:
         )
     try:
         stats = reduce_metrics(answer.text)
-    except ValueError as e:
-        raise ServerUnreachable(f"job {job.id}: unreadable /metrics: {e}") from None
+    except (ValueError, KeyError, IndexError):  # what it said is not repeated: the job names
+        raise ServerUnreachable(f"job {job.id}: /metrics is not Prometheus text") from None
     return {"endpoint": endpoint, **stats}
