@@ -4,7 +4,7 @@ One ``jupyter lab`` (under an awkward base URL) and one chromium page for the mo
 notebook with a ``parameters`` cell that reports a loss per step. Three notebook jobs with
 different papermill parameters, submitted through the REST API, are compared in the main
 area: three rows with their values (the differing one highlighted) and final metrics, and
-three overlaid curves. The "Run as job" dialog refuses a bad value naming the field, and the
+three overlaid curves; a schedule's runs are compared from its row. The "Run as job" dialog refuses a bad value naming the field, and the
 job it submits runs with the values typed. Screenshots go to ``tests/artifacts/``.
 """
 
@@ -147,6 +147,43 @@ def test_three_notebook_runs_side_by_side(lab, page):
     select.get_by_label("Job ids").fill(f"{jobs[0]['id']}, no-such-job")
     select.get_by_role("button", name="Compare").click()
     expect(page.locator(".aicloud-compare").get_by_role("alert")).to_contain_text("no-such-job")
+
+
+def test_runs_of_a_schedule_from_its_row(lab, page):
+    schedule = lab.api.post(
+        "schedules",
+        json={
+            "name": "nightly",
+            "cron": "0 3 * * *",
+            "paused": True,
+            "job": {"kind": "notebook", "notebook": "train.ipynb", "parameters": {"epochs": 2}},
+        },
+    )
+    assert schedule.status_code == 201, schedule.text
+    schedule_id = schedule.json()["id"]
+    runs = [
+        lab.api.post(f"schedules/{schedule_id}/run", json={"parameters": {"lr": lr}}).json()
+        for lr in (0.3, 0.6)
+    ]
+    for run in runs:
+        finished(lab, run["id"])
+
+    open_sidebar(page, lab)
+    sidebar = page.locator(SIDEBAR)
+    sidebar.get_by_role("tab", name="Schedules").click()
+    sidebar.get_by_role("button", name="Run history of nightly").click()
+    history = sidebar.locator(f'.aicloud-history [data-job-id="{runs[0]["id"]}"]')
+    expect(history.locator(".aicloud-job-parameters")).to_contain_text("lr=0.3")
+    sidebar.get_by_role("button", name="Compare the runs of nightly").click()
+
+    rows = page.get_by_role("table", name="Runs side by side").locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator(".aicloud-compare-summary")).to_have_text(
+        "2 runs · parameters that differ: lr"
+    )
+    expect(rows.nth(1).locator('td[data-param="lr"]')).to_have_text("0.6")
+    expect(rows.nth(1).locator('td[data-param="epochs"]')).to_have_text("2")
+    expect(rows.nth(1).locator('td[data-metric="loss"]')).to_have_text("3")  # 0.6 * 10 / 2
 
 
 def test_run_as_job_dialog_with_typed_parameters(lab, page):
