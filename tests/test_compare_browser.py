@@ -4,8 +4,9 @@ One ``jupyter lab`` (under an awkward base URL) and one chromium page for the mo
 notebook with a ``parameters`` cell that reports a loss per step. Three notebook jobs with
 different papermill parameters, submitted through the REST API, are compared in the main
 area: three rows with their values (the differing one highlighted) and final metrics, and
-three overlaid curves; a schedule's runs are compared from its row. The "Run as job" dialog refuses a bad value naming the field, and the
-job it submits runs with the values typed. Screenshots go to ``tests/artifacts/``.
+three overlaid curves; a schedule's runs are compared from its row. The "Run as job" dialog
+refuses a bad value naming the field, and the job it submits runs with the values typed.
+Screenshots go to ``tests/artifacts/``.
 """
 
 from __future__ import annotations
