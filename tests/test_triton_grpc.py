@@ -16,8 +16,10 @@ import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -246,29 +248,52 @@ def test_bad_inputs_get_their_status_and_the_field(served):
     np.testing.assert_allclose(out, served.expected(x), rtol=1e-6)
 
 
+@dataclass
+class Guarded:
+    """The script's gRPC server, its token, and how it was refused a port already taken."""
+
+    address: str
+    token: str
+    refusal: str
+    taken_port: int
+
+
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
     """The gRPC server behind the serve jobs' token check, and its token."""
     folder = tmp_path_factory.mktemp("guarded")
     save_torch_models(folder)
     token = "grpc-test-token-0123456789"
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPTS / "grpc_auth_server.py")],
-        cwd=folder,
-        env={**os.environ, "AICLOUD_TEST_TOKEN": token},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    with socket.socket() as taken:  # the script tries it first: a bind that must fail
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        process = subprocess.Popen(
+            [sys.executable, str(SCRIPTS / "grpc_auth_server.py"), str(taken_port)],
+            cwd=folder,
+            env={**os.environ, "AICLOUD_TEST_TOKEN": token},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            refusal, port = process.stdout.readline(), int(process.stdout.readline())
+        except ValueError:
+            process.kill()
+            raise
     try:
-        port = int(process.stdout.readline())
-        yield f"127.0.0.1:{port}", token
+        yield Guarded(f"127.0.0.1:{port}", token, refusal, taken_port)
     finally:
         process.terminate()
         process.wait(timeout=20)
 
 
+def test_a_taken_port_is_refused_naming_the_field(guarded):
+    expected = f"inference.grpc_port: cannot listen on 127.0.0.1:{guarded.taken_port} (in use"
+    assert guarded.refusal.startswith(f"GrpcBindError: {expected}")
+
+
 def test_calls_need_the_token(guarded):
-    address, token = guarded
+    address, token = guarded.address, guarded.token
     x = rows(1)
     with triton.InferenceServerClient(address) as client:
         assert client.is_server_live() and client.is_server_ready()  # open, for probes

@@ -49,6 +49,10 @@ AUTH_STATUS_CODES = {
 Authorize = Callable[[str | None], Awaitable[None] | None]
 
 
+class GrpcBindError(OSError):
+    """The gRPC port cannot be bound; the message names ``inference.grpc_port``."""
+
+
 class RpcAbort(Exception):
     """A refusal with its gRPC status code, raised inside the servicer."""
 
@@ -320,11 +324,14 @@ async def start_grpc_server(
     servicer = InferenceServicer(state)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     server.add_generic_rpc_handlers((triton_handlers(servicer),))
+    refused = GrpcBindError(
+        f"inference.grpc_port: cannot listen on {host}:{port} (in use, or not an address here)"
+    )
     try:
         bound = server.add_insecure_port(_address(host, port))
-    except RuntimeError as e:
-        raise OSError(f"cannot listen on {host}:{port} for gRPC: {e}") from None
+    except RuntimeError:
+        raise refused from None
     if bound == 0:  # older grpcio reports a failed bind as port 0
-        raise OSError(f"cannot listen on {host}:{port} for gRPC")
+        raise refused
     await server.start()
     return GrpcServer(server, bound)
