@@ -42,7 +42,7 @@ export function compareCommand(
   });
   restorer?.restore(tracker, {
     command: COMPARE_COMMAND,
-    args: page => ({ ...(page.content.selection ?? {}) }) as Record<string, never>,
+    args: page => ({ ...(page.content.selection ?? {}) }),
     name: () => 'compare'
   });
 }
