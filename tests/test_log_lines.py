@@ -155,3 +155,29 @@ def test_a_log_replaced_by_a_symlink_is_refused(api, module_live_server):
     answer = api.get(f"jobs/{created['id']}/log-lines")
     assert answer.status_code == 403, answer.text
     assert "root:" not in answer.text
+
+
+def test_the_index_follows_a_growing_log_and_an_unended_last_line(api, module_live_server):
+    created = api.post("jobs", json={"command": ["true"]}).json()
+    wait_done(api, created["id"])
+    log = Path(module_live_server.data_dir) / "runs" / created["id"] / "output.log"
+
+    def lines(**params) -> dict:
+        answer = api.get(f"jobs/{created['id']}/log-lines", params=params)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    log.write_bytes(b"one\ntwo\n")
+    assert [line["text"] for line in lines()["lines"]] == ["one", "two"]
+    with open(log, "ab") as f:
+        f.write(b"thr")  # a line still being written shows as the last one
+    page = lines(tail=1, count=2)
+    assert (page["total"], [line["text"] for line in page["lines"]]) == (3, ["two", "thr"])
+    with open(log, "ab") as f:
+        f.write(b"ee\nfour TWO\n")
+    assert [line["text"] for line in lines()["lines"]] == ["one", "two", "three", "four TWO"]
+    found = lines(q="two")
+    assert [(line["n"], line["text"]) for line in found["lines"]] == [(1, "two"), (3, "four TWO")]
+    assert lines(rank=0)["total"] == 4  # a command job's lines are all rank 0's
+    log.write_bytes(b"replaced\n")  # shorter: indexed anew
+    assert [line["text"] for line in lines()["lines"]] == ["replaced"]
