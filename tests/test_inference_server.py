@@ -206,3 +206,28 @@ def test_model_errors_are_400_when_the_shape_is_not_declared(model_dir):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_worker_processes_share_the_port_and_their_metrics(model_dir):
+    import psutil
+
+    process, url = start_server(
+        model_dir, "--model=tiny.pt", "--name=multi", "--input-shape=4", "--workers=2"
+    )
+    try:
+        (worker,) = psutil.Process(process.pid).children()
+        assert "--worker-index=1" in worker.cmdline()
+        x = rows(2)
+        expected = torch_outputs(tiny_net(model_dir), x)
+        for _ in range(12):  # a connection each: the kernel spreads them over both processes
+            r = httpx.post(f"{url}/v2/models/multi/infer", json=infer_body(x), timeout=30)
+            assert r.status_code == 200
+            got = np.asarray(r.json()["outputs"][0]["data"], dtype=np.float32).reshape(2, 2)
+            assert np.array_equal(got, expected)
+        text = httpx.get(f"{url}/metrics").text
+        line = 'aicloud_inference_requests_total{code="200",model="multi"}'
+        assert any(row.startswith(line) and row.endswith(" 12.0") for row in text.splitlines())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE

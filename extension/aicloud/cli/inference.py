@@ -51,6 +51,13 @@ def add_parsers(commands) -> None:
     serve.add_argument("--max-batch-size", type=int, help="dynamic batching; 1 turns it off")
     serve.add_argument("--max-wait-ms", type=float, help="longest wait to fill a batch")
     serve.add_argument("--port", type=int, help="fixed port (default: a free one)")
+    serve.add_argument("--grpc-port", type=int, help="also serve v2 gRPC (0: a free port)")
+    serve.add_argument("--max-queue", type=int, help="waiting requests before 503s")
+    serve.add_argument("--workers", type=int, help="server processes on the port")
+    serve.add_argument("--threads", type=int, help="the model's threads in each process")
+    serve.add_argument(
+        "--model-thread", action="store_true", default=None, help="run the model in a thread"
+    )
     serve.add_argument("--no-wait", action="store_true", help="print the job id and return")
     serve.add_argument("--timeout", type=float, default=300, help="seconds to wait for ready")
 
@@ -126,7 +133,9 @@ def execute(args: argparse.Namespace, client) -> int:
 
     common = ("format", "model_class", "model_kwargs", "input_shape", "datatype")
     if args.command == "serve":
-        options = _options(args, (*common, "max_batch_size", "max_wait_ms", "port"))
+        serving = ("max_batch_size", "max_wait_ms", "port", "grpc_port", "max_queue")
+        serving += ("workers", "threads", "model_thread")
+        options = _options(args, (*common, *serving))
         result = api.serve(
             args.model,
             args.name,

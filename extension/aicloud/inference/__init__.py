@@ -4,7 +4,12 @@
 - :mod:`~aicloud.inference.loading`: load torch and TensorFlow models as one callable;
 - :mod:`~aicloud.inference.data` and :mod:`~aicloud.inference.sharding`: read files, split rows;
 - :mod:`~aicloud.inference.runner`: one batch worker (``python -m aicloud.inference.runner``);
-- :mod:`~aicloud.inference.server` with :mod:`~aicloud.inference.batching`: the v2 REST server;
+- :mod:`~aicloud.inference.server`: the v2 model server's processes and lifecycle, with
+  :mod:`~aicloud.inference.routes` (REST), :mod:`~aicloud.inference.state` (the model),
+  :mod:`~aicloud.inference.batching`, :mod:`~aicloud.inference.protocol` and
+  :mod:`~aicloud.inference.binary` (tensors), :mod:`~aicloud.inference.stats`,
+  :mod:`~aicloud.inference.metrics`, :mod:`~aicloud.inference.auth` and
+  :mod:`~aicloud.inference.workers`;
 - :mod:`~aicloud.inference.v2client` and :mod:`~aicloud.inference.api`: the client side,
   ``serve()``, ``predict()`` and ``infer()``;
 - :mod:`~aicloud.inference.kserve`: a KServe ``InferenceService`` from a serve spec.
