@@ -111,6 +111,7 @@ def test_login_start_server_and_run_an_aicloud_cell(hub):
                 tab.click()
             sidebar.get_by_role("tab", name="Jobs").click()
             page.locator(".aicloud-toolbar-aicloud-run:visible").click()
+            page.locator(".jp-Dialog").get_by_role("button", name="Run").click()  # the defaults
             view = sidebar.locator(".aicloud-job-view")
             expect(view).to_contain_text(EXAMPLE)
             expect(view.locator(".aicloud-status")).to_have_text("succeeded", timeout=240_000)

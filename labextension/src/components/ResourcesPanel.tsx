@@ -7,7 +7,7 @@
 import * as React from 'react';
 
 import { AICloudAPI } from '../api';
-import { bytes } from '../format';
+import { bytes, quotaLine } from '../format';
 import { ChartView } from '../jobpage/ChartView';
 import { addSample, cpuMemoryColumns, gpuColumns, quotaText } from '../resources/history';
 import { IMachineUsage, IResources, IServiceStatus } from '../tokens';
@@ -123,6 +123,22 @@ export function ResourcesPanel(props: { api: AICloudAPI; status: IServiceStatus 
       )}
       {resources && (
         <>
+          <h4>Quota</h4>
+          {resources.quota ? (
+            <p
+              className="aicloud-gpu-quota"
+              data-used={resources.quota.used}
+              data-limit={resources.quota.limit ?? ''}
+            >
+              {quotaLine(resources.quota)}
+            </p>
+          ) : (
+            <p className="aicloud-muted">
+              {props.status?.mode === 'hub'
+                ? 'No GPU quota is configured on this hub.'
+                : 'No quota applies to a standalone server.'}
+            </p>
+          )}
           <h4>Backends</h4>
           <ul className="aicloud-list aicloud-backends">
             {resources.backends.map(backend => (
@@ -134,13 +150,6 @@ export function ResourcesPanel(props: { api: AICloudAPI; status: IServiceStatus 
               </li>
             ))}
           </ul>
-          {!resources.quota && (
-            <p className="aicloud-muted">
-              {props.status?.mode === 'hub'
-                ? 'No GPU quota is configured on this hub.'
-                : 'No quota applies to a standalone server.'}
-            </p>
-          )}
         </>
       )}
     </section>
