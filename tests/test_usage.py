@@ -108,3 +108,32 @@ def test_a_long_attempt_keeps_a_bounded_thinned_file(tmp_path):
     assert len(points) <= 10 and following == len(points)
     assert times[0] == 0.0 and times[-1] == 99.0  # the whole span
     assert times == sorted(times) and times[-5:] == [95.0, 96.0, 97.0, 98.0, 99.0]
+
+
+def test_a_gpu_jobs_samples_carry_its_leased_gpus(live_server_factory, monkeypatch):
+    """Without NVML the supervisor asks ``nvidia-smi`` (here the FAKE one of tests/fakes, two
+    H100s): the samples name only the GPU the job leased."""
+    fakes = Path(__file__).parent / "fakes"
+    monkeypatch.setenv("PATH", f"{fakes}{os.pathsep}{os.environ['PATH']}")
+    server = start(live_server_factory)
+    with server.api() as api:
+        spec = {
+            "command": ["sleep", "30"],
+            "resources": {"accelerator": "nvidia.com/gpu", "accelerator_count": 1},
+        }
+        first = api.post("jobs", json=spec).json()
+        second = api.post("jobs", json=spec).json()
+        try:
+            for job, index in ((first, 0), (second, 1)):
+                points = wait_for(lambda j=job: usage(api, j["id"])["points"], timeout=30)
+                assert points[-1]["gpus"] == [
+                    {
+                        "index": index,
+                        "utilization_percent": 0.0,
+                        "memory_used_bytes": 0,
+                        "memory_total_bytes": 81559 * 2**20,
+                    }
+                ]
+        finally:
+            for job in (first, second):
+                api.post(f"jobs/{job['id']}/cancel")

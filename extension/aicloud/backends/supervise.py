@@ -19,7 +19,7 @@ multi-node torch job; one process per TensorFlow worker). No plan touches the di
 - on SIGTERM (a cancel) passes it on to every process, and SIGKILLs what is left after the
   grace period: the cancel holds even if the server that asked for it is gone;
 - samples the resource use of the attempt's whole process tree every few seconds (CPU %,
-  RSS from /proc; GPU utilisation and memory through NVML where the plan names its module)
+  RSS from /proc; GPU utilisation and memory through NVML or ``nvidia-smi``)
   into ``attempt-N.usage.jsonl``, bounded (:class:`UsageSampler`);
 - stops the service processes (a rendezvous store) when the workers are done, kills whatever
   the job left behind, writes the status file atomically and exits.
@@ -236,15 +236,24 @@ def _tree_usage(root: int) -> dict[int, tuple[int, int]]:
 
 
 class GPUProbe:
-    """Utilisation and memory of the attempt's GPUs through NVML (``pynvml``), if it loads.
+    """Utilisation and memory of the attempt's GPUs: NVML (``pynvml``) if it loads, else
+    ``nvidia-smi`` where it is on the PATH, else none.
 
     The supervisor runs without site-packages (``-S``); the plan names the folder that holds
-    ``pynvml`` where the server has it. Without it, or without a driver, GPUs are not sampled.
+    ``pynvml`` where the server has it. ``nvidia-smi`` is asked the query that
+    :mod:`aicloud.resources` makes (its columns: index, name, uuid, memory total and used in
+    MiB, utilisation %).
     """
 
+    SMI_QUERY = "index,name,uuid,memory.total,memory.used,utilization.gpu"
+
     def __init__(self, indexes: list[int], module_dir: str | None):
+        import shutil
+
         self.nvml = None
+        self.indexes = list(indexes)
         self.devices: list[tuple[int, object]] = []
+        self.smi = shutil.which("nvidia-smi") if indexes else None
         if not indexes or not module_dir:
             return
         try:
@@ -254,12 +263,15 @@ class GPUProbe:
             pynvml.nvmlInit()
             self.devices = [(i, pynvml.nvmlDeviceGetHandleByIndex(i)) for i in indexes]
             self.nvml = pynvml
-        except Exception as e:  # ImportError, NVMLError: no GPU sampling, the job runs on
-            sys.stderr.write(f"aicloud-supervise: no GPU sampling: {e}\n")
+        except Exception as e:  # ImportError, NVMLError: nvidia-smi, or no GPU sampling
+            sys.stderr.write(f"aicloud-supervise: no NVML ({e}); nvidia-smi: {self.smi}\n")
             self.devices = []
 
     def sample(self) -> list[dict]:
-        """One entry per GPU: utilisation % (None where NVML cannot say) and memory."""
+        """One entry per GPU: utilisation % (None where the driver cannot say) and memory."""
+        return self._from_nvml() if self.nvml is not None else self._from_smi()
+
+    def _from_nvml(self) -> list[dict]:
         gpus = []
         for index, device in self.devices:
             try:
@@ -270,14 +282,35 @@ class GPUProbe:
                     utilization = None
             except Exception:
                 continue
-            gpus.append(
-                {
-                    "index": index,
-                    "utilization_percent": utilization,
-                    "memory_used_bytes": int(memory.used),
-                    "memory_total_bytes": int(memory.total),
-                }
-            )
+            gpus.append(_gpu_use(index, utilization, int(memory.used), int(memory.total)))
+        return gpus
+
+    def _from_smi(self) -> list[dict]:
+        if self.smi is None:
+            return []
+        try:
+            out = subprocess.run(
+                [self.smi, f"--query-gpu={self.SMI_QUERY}", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout
+        except (subprocess.SubprocessError, OSError):
+            return []
+        gpus = []
+        for line in out.splitlines():
+            fields = [f.strip() for f in line.split(",")]
+            try:
+                index, total, used = int(fields[0]), float(fields[3]), float(fields[4])
+            except (IndexError, ValueError):
+                continue
+            if index in self.indexes:
+                try:
+                    utilization = float(fields[5])
+                except (IndexError, ValueError):
+                    utilization = None  # "[N/A]"
+                gpus.append(_gpu_use(index, utilization, int(used) << 20, int(total) << 20))
         return gpus
 
     def close(self) -> None:
@@ -285,6 +318,15 @@ class GPUProbe:
         if self.nvml is not None:
             with contextlib.suppress(Exception):
                 self.nvml.nvmlShutdown()
+
+
+def _gpu_use(index: int, utilization: float | None, used: int, total: int) -> dict:
+    return {
+        "index": index,
+        "utilization_percent": utilization,
+        "memory_used_bytes": used,
+        "memory_total_bytes": total,
+    }
 
 
 class UsageSampler(threading.Thread):
