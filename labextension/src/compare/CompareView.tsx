@@ -151,7 +151,10 @@ function CompareTable(props: {
   );
 }
 
-/** Every point each run reported, fetched again while some run is still going. */
+/**
+ * Every point each run reported; while some run is still going, the new points are fetched
+ * every few seconds (from where each run's points end).
+ */
 function useRunPoints(
   api: AICloudAPI,
   comparison: IComparison | null
@@ -160,7 +163,8 @@ function useRunPoints(
     points: Map<string, IMetricPoint[]>;
     error: string | null;
   }>({ points: new Map(), error: null });
-  const key = comparison ? comparison.runs.map(r => `${r.id}:${r.status}`).join(',') : '';
+  const kept = React.useRef(new Map<string, IMetricPoint[]>());
+  const ids = comparison ? comparison.runs.map(r => r.id) : [];
   const live = comparison ? comparison.runs.some(r => !TERMINAL_STATUSES.has(r.status)) : false;
   React.useEffect(() => {
     if (!comparison) {
@@ -168,23 +172,23 @@ function useRunPoints(
     }
     let alive = true;
     let timer: number | undefined;
+    const more = async (id: string) => {
+      const points = [...(kept.current.get(id) ?? [])];
+      while (points.length < MOST_POINTS) {
+        const page = await api.metrics(id, points.length, PAGE);
+        points.push(...page.points);
+        if (page.points.length < PAGE) {
+          break;
+        }
+      }
+      return [id, points] as const;
+    };
     const load = async () => {
       try {
-        const entries = await Promise.all(
-          comparison.runs.map(async run => {
-            const points: IMetricPoint[] = [];
-            while (points.length < MOST_POINTS) {
-              const page = await api.metrics(run.id, points.length, PAGE);
-              points.push(...page.points);
-              if (page.points.length < PAGE) {
-                break;
-              }
-            }
-            return [run.id, points] as const;
-          })
-        );
+        const entries = await Promise.all(ids.map(more));
         if (alive) {
-          setState({ points: new Map(entries), error: null });
+          kept.current = new Map(entries);
+          setState({ points: kept.current, error: null });
         }
       } catch (error) {
         if (alive) {
@@ -200,7 +204,7 @@ function useRunPoints(
       alive = false;
       window.clearTimeout(timer);
     };
-  }, [key]);
+  }, [ids.join(','), live]);
   return state;
 }
 
