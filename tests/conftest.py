@@ -46,6 +46,7 @@ GROUP_SECONDS = {
     "test_usage.py": 55,
     "test_magics_nbval.py": 77,
     "test_schedules_live.py": 68,
+    "test_compare_browser.py": 60,
     "test_lab_sidebar.py": 57,
     "test_magics.py": 53,
     "test_crash.py": 45,
