@@ -6,21 +6,26 @@
 import {
   ILabShell,
   ILayoutRestorer,
+  IRouter,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { CommandToolbarButton } from '@jupyterlab/ui-components';
 
 import { AICloudAPI } from './api';
 import { serverAPI } from './connection';
-import { basename } from './format';
+import { COMPARE_COMMAND, compareCommand } from './compare/command';
+import { createJobPage, JobPageContent, jobIdOfSearch } from './jobpage/JobPage';
+import { askRunRequest } from './runDialog';
 import { AICloudSidebar, cloudIcon } from './sidebar';
 import { IOutput } from './tokens';
 
 namespace CommandIDs {
   export const open = 'aicloud:open';
+  export const openJob = 'aicloud:open-job';
+  export const openJobFromURL = 'aicloud:open-job-from-url';
   export const runNotebook = 'aicloud:run-notebook';
   export const scheduleNotebook = 'aicloud:schedule-notebook';
 }
@@ -80,19 +85,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'aicloud: jobs, schedules and resources in the left bar',
   autoStart: true,
   requires: [ILabShell, INotebookTracker],
-  optional: [ICommandPalette, ILayoutRestorer],
+  optional: [ICommandPalette, ILayoutRestorer, IRouter],
   activate: (
     app: JupyterFrontEnd,
     labShell: ILabShell,
     tracker: INotebookTracker,
     palette: ICommandPalette | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    router: IRouter | null
   ) => {
     const api = serverAPI(app.serviceManager.serverSettings);
     const sidebar = new AICloudSidebar({
       api,
       currentNotebook: () => (tracker.currentWidget ? Private.localPath(tracker.currentWidget) : null),
-      openOutput: (jobId, output) => Private.openOutput(app, api, jobId, output)
+      openOutput: (jobId, output) => Private.openOutput(app, api, jobId, output),
+      openJobPage: id => void app.commands.execute(CommandIDs.openJob, { id }),
+      openCompare: selection => void app.commands.execute(COMPARE_COMMAND, { ...selection })
     });
     labShell.add(sidebar, 'left', { rank: 650 });
     restorer?.add(sidebar, AICloudSidebar.ID);
@@ -106,6 +114,55 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Jobs, schedules and resources',
       execute: reveal
     });
+    const pages = new WidgetTracker<MainAreaWidget<JobPageContent>>({ namespace: 'aicloud-job' });
+    const openPages = new Map<string, MainAreaWidget<JobPageContent>>();
+    app.commands.addCommand(CommandIDs.openJob, {
+      label: 'Open job page',
+      caption: 'A job in the main area: charts, resource use, outputs and the whole log',
+      execute: args => {
+        const id = String(args.id ?? '');
+        const open = openPages.get(id);
+        if (open && !open.isDisposed) {
+          labShell.activateById(open.id);
+          return open;
+        }
+        const page = createJobPage({
+          api,
+          jobId: id,
+          openNotebook: path => void app.commands.execute('docmanager:open', { path }),
+          openOutput: (jobId, output) => Private.openOutput(app, api, jobId, output)
+        });
+        page.content.node.dataset.jobId = id;
+        openPages.set(id, page);
+        page.disposed.connect(() => openPages.delete(id));
+        void pages.add(page);
+        labShell.add(page, 'main');
+        labShell.activateById(page.id);
+        return page;
+      }
+    });
+    restorer?.restore(pages, {
+      command: CommandIDs.openJob,
+      args: page => ({ id: page.content.node.dataset.jobId ?? '' }),
+      name: page => page.content.node.dataset.jobId ?? ''
+    });
+    // `<lab URL>?aicloud-job=<id>` opens the page: on load (read below), and on in-app
+    // navigation (`router.navigate`); the in-cell monitor links there.
+    app.commands.addCommand(CommandIDs.openJobFromURL, {
+      execute: args => {
+        const id = jobIdOfSearch(String((args as IRouter.ILocation).search ?? ''));
+        return id ? app.commands.execute(CommandIDs.openJob, { id }) : undefined;
+      }
+    });
+    router?.register({ command: CommandIDs.openJobFromURL, pattern: /[?&]aicloud-job=/, rank: 10 });
+    // JupyterLab's workspace resolver drops the query before the first routing: read it now.
+    const linked = jobIdOfSearch(window.location.search);
+    if (linked) {
+      app.restored
+        .then(() => app.commands.execute(CommandIDs.openJob, { id: linked }))
+        .catch(reason => console.warn(`aicloud: cannot open job ${linked}`, reason));
+    }
+
     app.commands.addCommand(CommandIDs.runNotebook, {
       label: 'Run notebook as job',
       caption: 'Save the notebook and run it as an aicloud job (papermill)',
@@ -116,13 +173,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (!panel) {
           return;
         }
-        reveal();
         try {
           const path = await Private.saved(panel);
+          const request = await askRunRequest(api, path);
+          if (!request) {
+            return;
+          }
+          reveal();
           const job = await api.createJob({
             kind: 'notebook',
             notebook: path,
-            name: basename(path).replace(/\.ipynb$/, ''),
+            name: request.name,
+            parameters: request.parameters,
+            tags: request.tags,
             origin: { notebook: path }
           });
           sidebar.showJob(job.id);
@@ -149,6 +212,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+
+    // Runs side by side (issue 18): `aicloud:compare` with `{tag}`, `{schedule_id}` or `{ids}`.
+    compareCommand(app, labShell, api, restorer, id => void app.commands.execute(CommandIDs.openJob, { id }));
+    palette?.addItem({ command: COMPARE_COMMAND, category: 'aicloud' });
 
     palette?.addItem({ command: CommandIDs.open, category: 'aicloud' });
     palette?.addItem({ command: CommandIDs.runNotebook, category: 'aicloud' });

@@ -1,1 +1,3 @@
 import './base.css';
+import './jobpage.css';
+import './compare.css';

@@ -19,6 +19,8 @@ export interface IJobViewProps {
   onOpenJob: (id: string) => void;
   /** Open an output notebook in JupyterLab (a copy in the file browser). */
   onOpenOutput: (jobId: string, output: IOutput) => Promise<void>;
+  /** Open the job's page in the main area. */
+  onOpenPage?: (jobId: string) => void;
 }
 
 function Outputs(props: IJobViewProps & { job: IJob }): JSX.Element | null {
@@ -108,6 +110,15 @@ export function JobView(props: IJobViewProps): JSX.Element {
             )}
           </dl>
           <div className="aicloud-actions">
+            {props.onOpenPage && (
+              <button
+                className="aicloud-button aicloud-open-page"
+                onClick={() => props.onOpenPage!(job.id)}
+                title="Charts, resource use, outputs and the whole log in the main area"
+              >
+                Open page
+              </button>
+            )}
             {!ended && (
               <button
                 className="aicloud-button aicloud-cancel"
