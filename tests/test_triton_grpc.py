@@ -468,3 +468,12 @@ def test_messages_are_wire_compatible_with_tritons(tmp_path):
         their = their_methods[method.name]
         assert (method.input_type, method.output_type) == (their.input_type, their.output_type)
     assert checked > 80
+
+
+def test_the_serve_jobs_grpc_port_needs_the_token(served):
+    """The job's own gRPC port is behind the REST routes' token check (health excepted)."""
+    with triton.InferenceServerClient(served.address) as client:
+        assert client.is_server_live()
+        with pytest.raises(InferenceServerException, match="UNAUTHENTICATED"):
+            client.get_model_metadata(MODEL)
+        assert client.get_model_metadata(MODEL, headers=served.headers)

@@ -81,11 +81,12 @@ def advertised_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-async def start_grpc(state, host: str, port: int):
-    """The gRPC server of ``state`` (``aicloud.inference.grpc_server``) on ``port``."""
+async def start_grpc(state, host: str, port: int, auth=None):
+    """The gRPC server of ``state`` (``aicloud.inference.grpc_server``) on ``port``, behind the
+    same token check as the REST routes."""
     from aicloud.inference.grpc_server import start_grpc_server
 
-    return await start_grpc_server(state, host, port)
+    return await start_grpc_server(state, host, port, authorize=auth.check if auth else None)
 
 
 def _stop_event() -> asyncio.Event:
@@ -145,7 +146,7 @@ async def serve(config: ServerConfig, argv: list[str]) -> None:
     try:
         await loop.run_in_executor(None, state.load)
         if options.grpc_port is not None:
-            grpc = await start_grpc(state, config.host, options.grpc_port)
+            grpc = await start_grpc(state, config.host, options.grpc_port, auth)
             print(f"gRPC on {config.host}:{grpc.port}", flush=True)
         if shared is not None:
             await worker_processes.wait_ready(children, shared, WORKER_READY_TIMEOUT)
